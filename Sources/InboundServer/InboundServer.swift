@@ -1,0 +1,166 @@
+import Logging
+import MailQueue
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PetrelConfig
+import SMTPProtocol
+import ServiceLifecycle
+
+/// The SMTP listener(s) as a `Service`: accepts connections, applies `client_networks` and the
+/// connection limits, and runs a ``SessionDriver`` for each in a discarding task group.
+///
+/// Graceful shutdown closes the listeners first, then tells every session: one waiting for a command is
+/// answered `421 4.3.2` at once, one in the middle of a message finishes it (and gets its `250` once the
+/// message is durable) before it is told.
+public final class InboundServer: Service, Sendable {
+    private let settings: NIOLockedValueBox<InboundSettings>
+    private let listenAddresses: [ListenAddress]
+    private let committer: GroupCommitter
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let limiter: ConnectionLimiter
+    private let sessions = NIOLockedValueBox(SessionRegistry())
+    private let listeningPromise: EventLoopPromise<[SocketAddress]>
+
+    private struct SessionRegistry {
+        var nextID = 0
+        var shutdownNotices: [Int: @Sendable () -> Void] = [:]
+        var isShuttingDown = false
+    }
+
+    public init(configuration: PetrelConfiguration, committer: GroupCommitter, logger: Logger,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        let settings = InboundSettings(configuration)
+        self.settings = NIOLockedValueBox(settings)
+        self.listenAddresses = configuration.inbound.listen
+        self.committer = committer
+        self.logger = logger
+        self.group = group
+        self.limiter = ConnectionLimiter(maximumConnections: settings.maxConnections,
+                                         maximumPerClient: settings.maxConnectionsPerClient)
+        self.listeningPromise = group.next().makePromise()
+    }
+
+    /// The addresses the listeners are bound to, once they are (port 0 becomes a real port).
+    public func listeningAddresses() async throws -> [SocketAddress] {
+        try await listeningPromise.futureResult.get()
+    }
+
+    /// Applies a new configuration to the connections that open from now on.
+    public func update(configuration: PetrelConfiguration) {
+        let new = InboundSettings(configuration)
+        settings.withLockedValue { $0 = new }
+        limiter.updateLimits(maximumConnections: new.maxConnections, maximumPerClient: new.maxConnectionsPerClient)
+    }
+
+    public func run() async throws {
+        let listeners: [NIOAsyncChannel<AcceptedConnection, Never>]
+        do {
+            listeners = try await bindListeners()
+        } catch {
+            listeningPromise.fail(error)
+            throw error
+        }
+        let addresses = listeners.compactMap { $0.channel.localAddress }
+        listeningPromise.succeed(addresses)
+        logger.info("listening", metadata: ["addresses": "\(addresses.map { "\($0)" }.joined(separator: " "))"])
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                for listener in listeners {
+                    group.addTask {
+                        try await listener.executeThenClose { inbound in
+                            try await withThrowingDiscardingTaskGroup { connections in
+                                for try await connection in inbound {
+                                    connections.addTask { await self.serve(connection) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            for listener in listeners { listener.channel.close(promise: nil) }
+            let notices = self.sessions.withLockedValue { registry in
+                registry.isShuttingDown = true
+                return Array(registry.shutdownNotices.values)
+            }
+            for notice in notices { notice() }
+        }
+        logger.info("inbound server stopped")
+    }
+
+    private func bindListeners() async throws -> [NIOAsyncChannel<AcceptedConnection, Never>] {
+        var listeners: [NIOAsyncChannel<AcceptedConnection, Never>] = []
+        let commandTimeout = settings.withLockedValue { $0.commandTimeout }
+        for address in listenAddresses {
+            let listener = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .bind(host: address.host, port: address.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let gate = InboundGate(timeout: TimeAmount(commandTimeout))
+                        try channel.pipeline.syncOperations.addHandler(gate)
+                        let asyncChannel = try NIOAsyncChannel<InboundEvent, ByteBuffer>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
+                        )
+                        return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop))
+                    }
+                }
+            listeners.append(listener)
+        }
+        return listeners
+    }
+
+    /// One connection, from admission to close.
+    private func serve(_ connection: AcceptedConnection) async {
+        let settings = self.settings.withLockedValue { $0 }
+        guard let remote = connection.channel.channel.remoteAddress?.ipAddress, let client = IPAddress(remote) else {
+            try? await connection.channel.executeThenClose { _, _ in }
+            return
+        }
+        guard settings.admitsClient(client) else {
+            logger.info("connection refused: not in client_networks", metadata: ["client": "\(client)"])
+            await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Service not available"))
+            return
+        }
+        switch limiter.admit(client) {
+        case .admitted:
+            break
+        case .tooManyConnections, .tooManyFromClient:
+            logger.warning("connection refused: too many connections", metadata: ["client": "\(client)"])
+            await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Error: too many connections"))
+            return
+        }
+        defer { limiter.release(client) }
+
+        let gate = connection.gate
+        let eventLoop = connection.channel.channel.eventLoop
+        let notice: @Sendable () -> Void = { eventLoop.execute { gate.value.requestShutdown() } }
+        let (id, isShuttingDown) = sessions.withLockedValue { registry in
+            registry.nextID += 1
+            registry.shutdownNotices[registry.nextID] = notice
+            return (registry.nextID, registry.isShuttingDown)
+        }
+        defer { _ = sessions.withLockedValue { $0.shutdownNotices.removeValue(forKey: id) } }
+        if isShuttingDown { notice() }
+
+        let driver = SessionDriver(connection: connection, client: client, settings: settings, committer: committer, logger: logger)
+        do {
+            try await driver.run()
+        } catch {
+            logger.debug("session ended with an error", metadata: ["client": "\(client)", "error": "\(error)"])
+        }
+    }
+
+    private func refuse(_ connection: AcceptedConnection, _ reply: SMTPReply) async {
+        var buffer = connection.channel.channel.allocator.buffer(capacity: 128)
+        reply.write(to: &buffer)
+        try? await connection.channel.executeThenClose { _, outbound in
+            try await outbound.write(buffer)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import MailQueue
+import NIOCore
+import SMTPProtocol
+
+/// The text of the message being received, decoded and streamed: kept in memory while it is small, and
+/// moved to a ``SpoolFile`` once it outgrows `inlineLimit`, so that a session never holds more than about
+/// that much of a message, however large the message is.
+struct MessageBody {
+    /// Above this, the text goes to a spool file. Below it, it travels inline in the queue's transaction,
+    /// where one fsync covers a whole batch of messages (see docs/ARCHITECTURE.md).
+    static let inlineLimit = 256 * 1024
+    /// Once spooling, text is written out in pieces of about this size.
+    static let spoolChunk = 64 * 1024
+
+    let queueID: String
+    let spoolDirectory: String
+    var decoder: DataDecoder
+    var headers = HeaderSectionScanner()
+    /// Decoded text not yet written to the spool file (all of it, while inline).
+    var pending: ByteBuffer
+    private(set) var spool: SpoolFile?
+
+    init(queueID: String, spoolDirectory: String, decoder: DataDecoder, allocator: ByteBufferAllocator) {
+        self.queueID = queueID
+        self.spoolDirectory = spoolDirectory
+        self.decoder = decoder
+        self.pending = allocator.buffer(capacity: 4096)
+    }
+
+    /// Decodes what `input` holds. Returns `true` at the end of data.
+    mutating func consume(_ input: inout ByteBuffer) async throws -> Bool {
+        let start = pending.writerIndex
+        let isFinished = decoder.decode(&input, into: &pending)
+        if !headers.isFinished, pending.writerIndex > start {
+            headers.scan(pending.getSlice(at: start, length: pending.writerIndex - start)!)
+        }
+        if decoder.isDiscarding {
+            pending.clear()
+        } else if spool != nil ? pending.readableBytes >= Self.spoolChunk : pending.readableBytes > Self.inlineLimit {
+            if spool == nil {
+                spool = try await SpoolFile.create(directory: spoolDirectory, name: queueID)
+            }
+            try await spool!.write(pending)
+            pending.clear()
+        }
+        return isFinished
+    }
+
+    var summary: ServerSession.DataSummary {
+        ServerSession.DataSummary(decoder: decoder, headers: headers)
+    }
+
+    /// Makes the text durable when it is spooled, and says where it is.
+    mutating func finish() async throws -> IncomingMessage.Content {
+        guard let spool else { return .inline(pending) }
+        if pending.readableBytes > 0 {
+            try await spool.write(pending)
+            pending.clear()
+        }
+        try await spool.finish()
+        return .spooled(fileName: spool.name)
+    }
+
+    /// The message was refused, or the connection ended: remove any spool file.
+    mutating func discard() async {
+        await spool?.discard()
+        spool = nil
+        pending.clear()
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import GRDB
+
+/// A message as the queue holds it: the envelope and every recipient's state. Its JSON form is the
+/// stable shape `petrel queue list --json` and `petrel queue show --json` print.
+public struct QueuedMessage: Codable, Sendable, Equatable {
+    public struct Recipient: Codable, Sendable, Equatable {
+        public var address: String
+        public var originalRecipient: String?
+        public var notify: String?
+        public var state: String
+        public var attempts: Int
+        public var nextAttemptAt: Date
+        public var lastAttemptAt: Date?
+        public var lastReply: String?
+        public var lastRelay: String?
+
+        enum CodingKeys: String, CodingKey {
+            case address
+            case originalRecipient = "original_recipient"
+            case notify, state, attempts
+            case nextAttemptAt = "next_attempt_at"
+            case lastAttemptAt = "last_attempt_at"
+            case lastReply = "last_reply"
+            case lastRelay = "last_relay"
+        }
+    }
+
+    public var queueID: String
+    /// The reverse path, `""` for the null path.
+    public var sender: String
+    public var size: Int
+    public var arrivedAt: Date
+    public var expiresAt: Date
+    public var clientAddress: String
+    public var clientHelo: String
+    public var `protocol`: String
+    public var authenticatedUser: String?
+    public var bodyType: String?
+    public var isSMTPUTF8: Bool
+    public var dsnReturn: String?
+    public var dsnEnvelopeID: String?
+    public var isHeld: Bool
+    public var recipients: [Recipient]
+
+    enum CodingKeys: String, CodingKey {
+        case queueID = "queue_id"
+        case sender, size
+        case arrivedAt = "arrived_at"
+        case expiresAt = "expires_at"
+        case clientAddress = "client_address"
+        case clientHelo = "client_helo"
+        case `protocol`
+        case authenticatedUser = "auth_user"
+        case bodyType = "body_type"
+        case isSMTPUTF8 = "smtputf8"
+        case dsnReturn = "dsn_ret"
+        case dsnEnvelopeID = "dsn_envid"
+        case isHeld = "held"
+        case recipients
+    }
+
+    init(row: Row, db: Database) throws {
+        queueID = row["queue_id"]
+        sender = row["return_path"]
+        size = row["size"]
+        arrivedAt = Date(unixMilliseconds: row["arrived_at"])
+        expiresAt = Date(unixMilliseconds: row["expires_at"])
+        clientAddress = row["client_address"]
+        clientHelo = row["client_helo"]
+        `protocol` = row["protocol"]
+        authenticatedUser = row["auth_user"]
+        bodyType = row["body_type"]
+        isSMTPUTF8 = row["is_smtputf8"]
+        dsnReturn = row["dsn_ret"]
+        dsnEnvelopeID = row["dsn_envid"]
+        isHeld = row["is_held"]
+        let messageID: Int64 = row["id"]
+        recipients = try Row.fetchAll(db, sql: "SELECT * FROM recipient WHERE message_id = ? ORDER BY id", arguments: [messageID]).map { row in
+            Recipient(
+                address: row["address"],
+                originalRecipient: row["orcpt"],
+                notify: row["notify"],
+                state: row["state"],
+                attempts: row["attempts"],
+                nextAttemptAt: Date(unixMilliseconds: row["next_attempt_at"]),
+                lastAttemptAt: (row["last_attempt_at"] as Int64?).map(Date.init(unixMilliseconds:)),
+                lastReply: row["last_reply"],
+                lastRelay: row["last_relay"]
+            )
+        }
+    }
+}

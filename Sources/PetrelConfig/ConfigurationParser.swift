@@ -1,0 +1,156 @@
+import SMTPProtocol
+import TOMLKit
+
+extension PetrelConfiguration {
+    /// Parses TOML text over the defaults. Every key must be known and every value valid; the error
+    /// names the file and the key.
+    public static func parse(toml text: String, file: String) throws -> PetrelConfiguration {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(file: file, key: "", message: "TOML syntax error at \(error.source.begin): \(error.description)")
+        }
+        var configuration = PetrelConfiguration()
+        var reader = TableReader(table: root, path: "", file: file)
+        try reader.string("hostname") { value in
+            guard !value.isEmpty, !value.contains(" ") else { return nil }
+            configuration.hostname = value
+            return ()
+        }
+        try reader.table("inbound") { inbound in
+            try inbound.list("listen") { values in
+                let addresses = values.compactMap(ListenAddress.init)
+                guard addresses.count == values.count, !addresses.isEmpty else { return nil }
+                configuration.inbound.listen = addresses
+                return ()
+            }
+            try inbound.size("max_message_size") { configuration.inbound.maxMessageSize = $0 }
+            try inbound.positiveInteger("max_recipients") { configuration.inbound.maxRecipients = $0 }
+            try inbound.positiveInteger("max_connections") { configuration.inbound.maxConnections = $0 }
+            try inbound.positiveInteger("max_connections_per_client") { configuration.inbound.maxConnectionsPerClient = $0 }
+            try inbound.duration("command_timeout", allowZero: false) { configuration.inbound.commandTimeout = $0 }
+            try inbound.duration("data_timeout", allowZero: false) { configuration.inbound.dataTimeout = $0 }
+            try inbound.positiveInteger("max_received_headers") { configuration.inbound.maxReceivedHeaders = $0 }
+            try inbound.string("bare_line_endings") { value in
+                guard let policy = DataDecoder.LineEndingPolicy(rawValue: value) else { return nil }
+                configuration.inbound.bareLineEndings = policy
+                return ()
+            }
+        }
+        try reader.table("access") { access in
+            try access.list("client_networks") { values in
+                guard let list = networks(values) else { return nil }
+                configuration.access.clientNetworks = list
+                return ()
+            }
+            try access.list("relay_networks") { values in
+                guard let list = networks(values) else { return nil }
+                configuration.access.relayNetworks = list
+                return ()
+            }
+            try access.list("relay_domains") { values in
+                guard values.allSatisfy({ !$0.isEmpty && !$0.contains("@") && !$0.contains(" ") }) else { return nil }
+                configuration.access.relayDomains = values.map { $0.lowercased() }
+                return ()
+            }
+        }
+        try reader.table("queue") { queue in
+            try queue.string("path") { value in
+                guard !value.isEmpty else { return nil }
+                configuration.queue.path = value
+                return ()
+            }
+            try queue.duration("max_queue_lifetime", allowZero: false) { configuration.queue.maxQueueLifetime = $0 }
+        }
+        try reader.finish()
+        return configuration
+    }
+
+    private static func networks(_ values: [String]) -> NetworkList? {
+        let blocks = values.compactMap(CIDRBlock.init)
+        return blocks.count == values.count ? NetworkList(blocks) : nil
+    }
+}
+
+/// Reads one TOML table, remembering which keys were used so that an unknown key is reported.
+struct TableReader {
+    let table: TOMLTable
+    let path: String
+    let file: String
+    private var used: Set<String> = []
+
+    init(table: TOMLTable, path: String, file: String) {
+        self.table = table
+        self.path = path
+        self.file = file
+    }
+
+    func error(_ key: String, _ message: String) -> ConfigurationError {
+        ConfigurationError(file: file, key: path.isEmpty ? key : "\(path).\(key)", message: message)
+    }
+
+    /// Reads a string; `apply` returns `nil` when the value is not acceptable.
+    mutating func string(_ key: String, expected: String = "a valid value", _ apply: (String) throws -> Void?) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let text = value.string else { throw error(key, "expected a string, got \(value.type)") }
+        guard try apply(text) != nil else { throw error(key, "invalid value \"\(text)\"") }
+    }
+
+    mutating func list(_ key: String, _ apply: ([String]) throws -> Void?) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let array = value.array else { throw error(key, "expected an array of strings, got \(value.type)") }
+        var strings: [String] = []
+        for element in array {
+            guard let text = element.string else { throw error(key, "expected an array of strings") }
+            strings.append(text)
+        }
+        guard try apply(strings) != nil else {
+            throw error(key, "invalid value [\(strings.map { "\"\($0)\"" }.joined(separator: ", "))]")
+        }
+    }
+
+    mutating func positiveInteger(_ key: String, _ apply: (Int) -> Void) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let number = value.int, number > 0 else { throw error(key, "expected a positive integer, got \(value.debugDescription)") }
+        apply(number)
+    }
+
+    mutating func size(_ key: String, _ apply: (Int) -> Void) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        if let number = value.int, number > 0 { return apply(number) }
+        guard let text = value.string, let size = ValueFormats.parseSize(text), size > 0 else {
+            throw error(key, "expected a size such as \"25MB\", \"512KB\" or 1000, got \(value.debugDescription)")
+        }
+        apply(size)
+    }
+
+    mutating func duration(_ key: String, allowZero: Bool, _ apply: (Duration) -> Void) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let text = value.string, let duration = ValueFormats.parseDuration(text), allowZero || duration > .zero else {
+            throw error(key, "expected a duration such as \"30s\", \"5m\", \"4h\" or \"5d\", got \(value.debugDescription)")
+        }
+        apply(duration)
+    }
+
+    mutating func table(_ key: String, _ read: (inout TableReader) throws -> Void) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let subtable = value.table else { throw error(key, "expected a table ([\(key)])") }
+        var reader = TableReader(table: subtable, path: path.isEmpty ? key : "\(path).\(key)", file: file)
+        try read(&reader)
+        try reader.finish()
+    }
+
+    /// Fails on the first key that was never asked for.
+    func finish() throws {
+        for key in table.keys.sorted() where !used.contains(key) {
+            throw error(key, "unknown key")
+        }
+    }
+}

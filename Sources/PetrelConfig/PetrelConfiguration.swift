@@ -1,0 +1,77 @@
+import Foundation
+import SMTPProtocol
+
+/// Petrel's configuration: the embedded defaults, overridden by a TOML file. The key names are the
+/// public interface documented in README.md.
+public struct PetrelConfiguration: Sendable, Equatable {
+    public struct Inbound: Sendable, Equatable {
+        public var listen: [ListenAddress] = [ListenAddress("127.0.0.1:2525")!]
+        public var maxMessageSize = 25 * 1024 * 1024
+        public var maxRecipients = 100
+        public var maxConnections = 1000
+        public var maxConnectionsPerClient = 50
+        /// RFC 5321 §4.5.3.2.7: at least five minutes.
+        public var commandTimeout: Duration = .seconds(300)
+        /// RFC 5321 §4.5.3.2.6: ten minutes for the end of data.
+        public var dataTimeout: Duration = .seconds(600)
+        public var maxReceivedHeaders = 100
+        public var bareLineEndings: DataDecoder.LineEndingPolicy = .reject
+    }
+
+    public struct Access: Sendable, Equatable {
+        /// Empty: anyone may connect.
+        public var clientNetworks = NetworkList([])
+        public var relayNetworks = NetworkList([CIDRBlock("127.0.0.0/8")!, CIDRBlock("::1/128")!])
+        public var relayDomains: [String] = []
+    }
+
+    public struct Queue: Sendable, Equatable {
+        public var path = "petrel-data/queue.sqlite"
+        /// RFC 5321 §4.5.4.1 suggests at least four or five days.
+        public var maxQueueLifetime: Duration = .seconds(5 * 86400)
+    }
+
+    public var hostname: String = PetrelConfiguration.systemHostname()
+    public var inbound = Inbound()
+    public var access = Access()
+    public var queue = Queue()
+    /// The file this came from, or `nil` for the embedded defaults.
+    public var sourceFile: String?
+
+    public init() {}
+
+    /// The embedded defaults, with relative paths resolved against the working directory.
+    public static var defaults: PetrelConfiguration { PetrelConfiguration() }
+
+    /// Loads a configuration file. Relative paths in it resolve against its folder.
+    public static func load(file: String) throws -> PetrelConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(file: file, key: "", message: "cannot read the file (\(error.localizedDescription))")
+        }
+        var configuration = try parse(toml: text, file: file)
+        let folder = (file as NSString).deletingLastPathComponent
+        configuration.queue.path = resolve(configuration.queue.path, against: folder.isEmpty ? "." : folder)
+        configuration.sourceFile = file
+        return configuration
+    }
+
+    /// Loads `file`, or the defaults when it is `nil`.
+    public static func load(file: String?) throws -> PetrelConfiguration {
+        if let file { return try load(file: file) }
+        return defaults
+    }
+
+    static func resolve(_ path: String, against folder: String) -> String {
+        path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
+    }
+
+    public static func systemHostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        let name = String(cString: buffer)
+        return name.isEmpty ? "localhost" : name
+    }
+}

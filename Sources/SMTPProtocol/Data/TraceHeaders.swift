@@ -1,0 +1,45 @@
+import NIOCore
+
+/// The header fields the server puts in front of a message it accepts.
+public enum TraceHeaders {
+    /// The `Received:` field of RFC 5321 §4.4:
+    /// `from <helo> (<TCP-info>) by <host> with <protocol> id <queue id> [for <recipient>]; <date>`.
+    /// The recipient is named only when there is exactly one, so that a Bcc is not disclosed.
+    public static func received(
+        client: ClientIdentity, hostname: String, queueID: String, recipients: [EnvelopeRecipient],
+        tlsDescription: String? = nil, authenticatedUser: String? = nil, secondsSince1970: Int64
+    ) -> String {
+        let literal = client.address.contains(":") ? "[IPv6:\(client.address)]" : "[\(client.address)]"
+        var field = "Received: from \(sanitize(client.greetingName)) (\(literal))\r\n"
+        field += "\tby \(hostname) (Petrel) with \(client.protocolName)"
+        if let tlsDescription { field += " (\(tlsDescription))" }
+        if let authenticatedUser { field += " (authenticated as \(sanitize(authenticatedUser)))" }
+        field += " id \(queueID)"
+        if recipients.count == 1 {
+            field += "\r\n\tfor <\(recipients[0].mailbox)>"
+        }
+        field += "; \(InternetDate.format(secondsSince1970: secondsSince1970))\r\n"
+        return field
+    }
+
+    /// The fields a submission lacked, added for a client in the relay networks (RFC 6409 §8.2, §8.3).
+    public static func missing(
+        _ missing: ServerSession.MissingHeaders, queueID: String, hostname: String, secondsSince1970: Int64
+    ) -> String {
+        var fields = ""
+        if missing.contains(.date) {
+            fields += "Date: \(InternetDate.format(secondsSince1970: secondsSince1970))\r\n"
+        }
+        if missing.contains(.messageID) {
+            fields += "Message-ID: <\(queueID)@\(hostname)>\r\n"
+        }
+        return fields
+    }
+
+    /// Keeps a client-supplied name from breaking the header: no controls, no parentheses.
+    private static func sanitize(_ text: String) -> String {
+        String(text.unicodeScalars.map { scalar -> Character in
+            scalar.value < 33 || scalar == "(" || scalar == ")" || scalar.value == 127 ? "_" : Character(scalar)
+        })
+    }
+}

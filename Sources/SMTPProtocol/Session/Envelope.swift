@@ -1,0 +1,42 @@
+/// One recipient as given in `RCPT TO`, with its DSN parameters (RFC 3461 §4).
+public struct EnvelopeRecipient: Hashable, Sendable {
+    public var mailbox: Mailbox
+    public var parameters: RecipientParameters
+
+    public init(mailbox: Mailbox, parameters: RecipientParameters = .init()) {
+        self.mailbox = mailbox
+        self.parameters = parameters
+    }
+}
+
+/// A mail transaction as the server accepted it (RFC 5321 §3.3): what the queue stores with the message.
+public struct Envelope: Hashable, Sendable {
+    /// `nil` is the null reverse path `<>`: the message is itself a notification and is never bounced.
+    public var reversePath: Mailbox?
+    public var parameters: MailParameters
+    public var recipients: [EnvelopeRecipient]
+    public var client: ClientIdentity
+
+    public init(reversePath: Mailbox?, parameters: MailParameters, recipients: [EnvelopeRecipient], client: ClientIdentity) {
+        self.reversePath = reversePath
+        self.parameters = parameters
+        self.recipients = recipients
+        self.client = client
+    }
+}
+
+/// Who the client is, as the trace header records it (RFC 5321 §4.4).
+public struct ClientIdentity: Hashable, Sendable {
+    /// The client's IP address, as text.
+    public var address: String
+    /// The name given in HELO or EHLO.
+    public var greetingName: String
+    /// `SMTP` after HELO, `ESMTP` after EHLO (RFC 3848 §2 lists the values with TLS and AUTH).
+    public var protocolName: String
+
+    public init(address: String, greetingName: String, protocolName: String) {
+        self.address = address
+        self.greetingName = greetingName
+        self.protocolName = protocolName
+    }
+}

@@ -1,0 +1,330 @@
+import NIOCore
+
+/// The server side of one SMTP session (RFC 5321 §3, §4.1.4), as a state machine with no I/O.
+///
+/// The NIO layer feeds it events (a command line, the end of the message text, the queue's answer, a
+/// timeout) and performs the ``Action`` each returns. Every reply it writes carries an enhanced status
+/// code (RFC 2034 §3), except the `220` greeting, the EHLO reply and the `354` intermediate reply.
+public struct ServerSession: Sendable {
+    public enum Action: Hashable, Sendable {
+        /// Write the reply and read on.
+        case reply(SMTPReply)
+        /// Write the reply, then close the connection.
+        case replyAndClose(SMTPReply)
+        /// Write the `354` reply and decode message text until `<CRLF>.<CRLF>`, then call
+        /// ``ServerSession/dataFinished(_:)``.
+        case beginData(SMTPReply)
+        /// Store the message durably, then call ``ServerSession/enqueued(queueID:)`` or
+        /// ``ServerSession/enqueueFailed()``. Nothing may be read until then.
+        case enqueue(Envelope, MissingHeaders)
+    }
+
+    /// Header fields the server adds to a submission that lacks them (RFC 5321 §6.4, RFC 6409 §8).
+    public struct MissingHeaders: OptionSet, Hashable, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        public static let date = MissingHeaders(rawValue: 1)
+        public static let messageID = MissingHeaders(rawValue: 2)
+    }
+
+    /// What the DATA decoder learned about the message text.
+    public struct DataSummary: Hashable, Sendable {
+        public var size: Int
+        public var exceededMaximumSize: Bool
+        public var sawBareLineEnding: Bool
+        public var receivedCount: Int
+        public var hasDate: Bool
+        public var hasMessageID: Bool
+
+        public init(size: Int, exceededMaximumSize: Bool, sawBareLineEnding: Bool, receivedCount: Int, hasDate: Bool, hasMessageID: Bool) {
+            self.size = size
+            self.exceededMaximumSize = exceededMaximumSize
+            self.sawBareLineEnding = sawBareLineEnding
+            self.receivedCount = receivedCount
+            self.hasDate = hasDate
+            self.hasMessageID = hasMessageID
+        }
+
+        public init(decoder: DataDecoder, headers: HeaderSectionScanner) {
+            self.init(
+                size: decoder.decodedSize,
+                exceededMaximumSize: decoder.exceededMaximumSize,
+                sawBareLineEnding: decoder.sawBareLineEnding,
+                receivedCount: headers.receivedCount,
+                hasDate: headers.hasDate,
+                hasMessageID: headers.hasMessageID
+            )
+        }
+    }
+
+    private struct Greeting: Sendable {
+        var name: String
+        var isExtended: Bool
+    }
+
+    private struct Transaction: Sendable {
+        var reversePath: Mailbox?
+        var parameters: MailParameters
+        var recipients: [EnvelopeRecipient] = []
+        var rejectedRecipients = 0
+    }
+
+    private enum State: Sendable {
+        case commands
+        case data
+        case enqueueing
+        case closed
+    }
+
+    public let configuration: ServerSessionConfiguration
+    public let clientAddress: String
+    public let relayPolicy: RelayPolicy
+    private var state = State.commands
+    private var greeting: Greeting?
+    private var transaction: Transaction?
+    private var errorCount = 0
+
+    public init(configuration: ServerSessionConfiguration, clientAddress: String, relayPolicy: RelayPolicy) {
+        self.configuration = configuration
+        self.clientAddress = clientAddress
+        self.relayPolicy = relayPolicy
+    }
+
+    /// `true` while message text is being read.
+    public var isReadingData: Bool { state == .data }
+    public var isClosed: Bool { state == .closed }
+
+    // MARK: - Events
+
+    /// The connection is open: RFC 5321 §4.2 `220 <domain> ESMTP`.
+    public func greetingReply() -> SMTPReply {
+        SMTPReply(220, nil, "\(configuration.hostname) ESMTP")
+    }
+
+    /// One command line as framed, without its CRLF. A line with a bare CR or LF in it, or that is not
+    /// UTF-8, is refused whole (RFC 5321 §2.3.8; RFC 6531 §3.3 allows UTF-8 only).
+    public mutating func receive(line: ByteBuffer) -> Action {
+        precondition(state == .commands, "a command line arrived while the session was in state \(state)")
+        guard !line.readableBytesView.contains(where: { $0 == .cr || $0 == .lf }) else {
+            return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: bare CR or LF in command line"))
+        }
+        guard let text = String(validating: line.readableBytesView, as: UTF8.self) else {
+            return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: command line is not valid UTF-8"))
+        }
+        return receive(line: Substring(text))
+    }
+
+    /// One command line, without its CRLF.
+    public mutating func receive(line: Substring) -> Action {
+        precondition(state == .commands, "a command line arrived while the session was in state \(state)")
+        let command: SMTPCommand
+        do {
+            command = try SMTPCommand(parsing: line)
+        } catch {
+            return reject(Self.reply(for: error, in: line))
+        }
+        return receive(command)
+    }
+
+    /// A line longer than the command-line limit (RFC 5321 §4.5.3.1.4).
+    public mutating func receiveOverlongLine() -> Action {
+        precondition(state == .commands)
+        return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: line too long"))
+    }
+
+    /// The end of the message text: `<CRLF>.<CRLF>` was read.
+    public mutating func dataFinished(_ summary: DataSummary) -> Action {
+        precondition(state == .data, "data finished outside DATA")
+        guard let transaction, let greeting else { preconditionFailure("DATA without a transaction") }
+        state = .commands
+        if summary.exceededMaximumSize {
+            return abortTransaction(SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Error: message size exceeds fixed maximum message size"))
+        }
+        if summary.sawBareLineEnding && configuration.lineEndingPolicy == .reject {
+            return abortTransaction(SMTPReply(550, EnhancedStatusCode(5, 6, 0),
+                "Error: message contains a bare CR or LF line ending; lines must end with CRLF (RFC 5321 §2.3.8)"))
+        }
+        if summary.receivedCount > configuration.maximumReceivedHeaders {
+            return abortTransaction(SMTPReply(554, EnhancedStatusCode(5, 4, 6), "Error: too many Received headers - mail loop"))
+        }
+        var missing: MissingHeaders = []
+        if relayPolicy.clientMayRelay {
+            if !summary.hasDate { missing.insert(.date) }
+            if !summary.hasMessageID { missing.insert(.messageID) }
+        }
+        state = .enqueueing
+        let envelope = Envelope(
+            reversePath: transaction.reversePath,
+            parameters: transaction.parameters,
+            recipients: transaction.recipients,
+            client: ClientIdentity(address: clientAddress, greetingName: greeting.name, protocolName: greeting.isExtended ? "ESMTP" : "SMTP")
+        )
+        return .enqueue(envelope, missing)
+    }
+
+    /// The queue holds the message durably: RFC 5321 §4.1.1.4, the `250` that takes responsibility.
+    public mutating func enqueued(queueID: String) -> Action {
+        precondition(state == .enqueueing)
+        state = .commands
+        transaction = nil
+        return .reply(SMTPReply(250, EnhancedStatusCode(2, 0, 0), "Ok: queued as \(queueID)"))
+    }
+
+    /// The queue could not store the message (disk full, I/O error): RFC 3463 `4.3.1`.
+    public mutating func enqueueFailed() -> Action {
+        precondition(state == .enqueueing)
+        state = .commands
+        transaction = nil
+        return .reply(SMTPReply(452, EnhancedStatusCode(4, 3, 1), "Error: insufficient system storage"))
+    }
+
+    /// RFC 5321 §4.5.3.2: the client was silent for too long.
+    public mutating func timedOut() -> Action {
+        close(SMTPReply(421, EnhancedStatusCode(4, 4, 2), "\(configuration.hostname) Error: timeout exceeded"))
+    }
+
+    /// The server is shutting down: the next command is answered with `421 4.3.2` (RFC 5321 §3.8).
+    public mutating func shuttingDown() -> Action {
+        close(SMTPReply(421, EnhancedStatusCode(4, 3, 2), "\(configuration.hostname) Service shutting down, closing transmission channel"))
+    }
+
+    // MARK: - Commands
+
+    private mutating func receive(_ command: SMTPCommand) -> Action {
+        switch command {
+        case .ehlo(let name):
+            greeting = Greeting(name: name, isExtended: true)
+            transaction = nil
+            return .reply(SMTPReply(250, nil, [
+                "\(configuration.hostname) greets \(name)",
+                "PIPELINING",
+                "SIZE \(configuration.maximumMessageSize)",
+                "8BITMIME",
+                "ENHANCEDSTATUSCODES",
+                "SMTPUTF8",
+                "DSN",
+            ]))
+        case .helo(let name):
+            greeting = Greeting(name: name, isExtended: false)
+            transaction = nil
+            return .reply(SMTPReply(250, nil, configuration.hostname))
+        case .mail(let reversePath, let parameters):
+            return mail(from: reversePath, parameters: parameters)
+        case .recipient(let mailbox, let parameters):
+            return recipient(mailbox, parameters: parameters)
+        case .data:
+            return data()
+        case .reset:
+            transaction = nil
+            return .reply(SMTPReply(250, EnhancedStatusCode(2, 0, 0), "Ok"))
+        case .noop:
+            return .reply(SMTPReply(250, EnhancedStatusCode(2, 0, 0), "Ok"))
+        case .quit:
+            return close(SMTPReply(221, EnhancedStatusCode(2, 0, 0), "Bye"))
+        case .help:
+            return .reply(SMTPReply(214, EnhancedStatusCode(2, 0, 0), "See RFC 5321: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY"))
+        case .verify:
+            // RFC 5321 §3.5.3: 252 neither confirms nor denies that the mailbox exists.
+            return .reply(SMTPReply(252, EnhancedStatusCode(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery"))
+        case .expand:
+            return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: command not implemented"))
+        case .startTLS, .auth:
+            return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: command not implemented"))
+        }
+    }
+
+    private mutating func mail(from reversePath: Mailbox?, parameters: MailParameters) -> Action {
+        guard greeting != nil else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: send HELO/EHLO first"))
+        }
+        guard transaction == nil else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: nested MAIL command"))
+        }
+        if let size = parameters.declaredSize, size > configuration.maximumMessageSize {
+            return reject(SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Error: message size exceeds fixed maximum message size"))
+        }
+        if let reversePath, reversePath.requiresSMTPUTF8, !parameters.isSMTPUTF8 {
+            return reject(SMTPReply(553, EnhancedStatusCode(5, 6, 7), "Error: non-ASCII sender address requires SMTPUTF8"))
+        }
+        transaction = Transaction(reversePath: reversePath, parameters: parameters)
+        return .reply(SMTPReply(250, EnhancedStatusCode(2, 1, 0), "Ok"))
+    }
+
+    private mutating func recipient(_ mailbox: Mailbox, parameters: RecipientParameters) -> Action {
+        guard var transaction else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: need MAIL command"))
+        }
+        if mailbox.requiresSMTPUTF8, !transaction.parameters.isSMTPUTF8 {
+            return rejectRecipient(SMTPReply(553, EnhancedStatusCode(5, 6, 7), "<\(mailbox)>: non-ASCII recipient address requires SMTPUTF8"))
+        }
+        guard relayPolicy.permits(mailbox) else {
+            return rejectRecipient(SMTPReply(550, EnhancedStatusCode(5, 7, 1), "<\(mailbox)>: Relay access denied"))
+        }
+        guard transaction.recipients.count < configuration.maximumRecipients else {
+            // RFC 5321 §4.5.3.1.10: "452 too many recipients", and the client sends the rest later.
+            return .reply(SMTPReply(452, EnhancedStatusCode(4, 5, 3), "Error: too many recipients"))
+        }
+        transaction.recipients.append(EnvelopeRecipient(mailbox: mailbox, parameters: parameters))
+        self.transaction = transaction
+        return .reply(SMTPReply(250, EnhancedStatusCode(2, 1, 5), "Ok"))
+    }
+
+    private mutating func data() -> Action {
+        guard let transaction else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: need MAIL command"))
+        }
+        guard !transaction.recipients.isEmpty else {
+            // RFC 2920 §3.1: with pipelining, DATA after only failed RCPTs must fail.
+            if transaction.rejectedRecipients > 0 {
+                return .reply(SMTPReply(554, EnhancedStatusCode(5, 5, 1), "Error: no valid recipients"))
+            }
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: need RCPT command"))
+        }
+        state = .data
+        return .beginData(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>"))
+    }
+
+    // MARK: - Helpers
+
+    private mutating func rejectRecipient(_ reply: SMTPReply) -> Action {
+        transaction?.rejectedRecipients += 1
+        return reject(reply)
+    }
+
+    private mutating func abortTransaction(_ reply: SMTPReply) -> Action {
+        transaction = nil
+        return .reply(reply)
+    }
+
+    /// A refused command: counted, and after too many the client is disconnected.
+    private mutating func reject(_ reply: SMTPReply) -> Action {
+        errorCount += 1
+        if errorCount > configuration.maximumErrors {
+            return close(SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(configuration.hostname) Error: too many errors"))
+        }
+        return .reply(reply)
+    }
+
+    private mutating func close(_ reply: SMTPReply) -> Action {
+        state = .closed
+        return .replyAndClose(reply)
+    }
+
+    static func reply(for error: SMTPSyntaxError, in line: Substring) -> SMTPReply {
+        let isRecipient = line.prefix(4).uppercased() == "RCPT"
+        switch error {
+        case .unknownCommand:
+            return SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: command not recognized")
+        case .malformedCommand:
+            return SMTPReply(501, EnhancedStatusCode(5, 5, 4), "Error: syntax error in parameters or arguments")
+        case .malformedPath, .malformedDomain, .pathTooLong, .invalidUTF8:
+            return isRecipient
+                ? SMTPReply(501, EnhancedStatusCode(5, 1, 3), "Error: bad recipient address syntax")
+                : SMTPReply(501, EnhancedStatusCode(5, 1, 7), "Error: bad sender address syntax")
+        case .unknownParameter(let key):
+            return SMTPReply(555, EnhancedStatusCode(5, 5, 4), "Error: unsupported parameter \(key)")
+        case .malformedParameter(let key), .duplicateParameter(let key):
+            return SMTPReply(501, EnhancedStatusCode(5, 5, 4), "Error: bad parameter \(key)")
+        }
+    }
+}
