@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+@testable import PetrelConfig
+
+/// The configuration file: every documented key, the value formats, and errors that name the key and file.
+struct ConfigurationTests {
+    @Test func defaultsMatchTheDocumentation() {
+        let configuration = PetrelConfiguration.defaults
+        #expect(configuration.inbound.listen == [ListenAddress("127.0.0.1:2525")!])
+        #expect(configuration.inbound.maxMessageSize == 25 * 1024 * 1024)
+        #expect(configuration.inbound.maxRecipients == 100)
+        #expect(configuration.inbound.maxConnections == 1000)
+        #expect(configuration.inbound.maxConnectionsPerClient == 50)
+        #expect(configuration.inbound.commandTimeout == .seconds(300))
+        #expect(configuration.inbound.dataTimeout == .seconds(600))
+        #expect(configuration.inbound.maxReceivedHeaders == 100)
+        #expect(configuration.inbound.bareLineEndings == .reject)
+        #expect(configuration.access.clientNetworks.blocks.isEmpty)
+        #expect(configuration.access.relayNetworks.blocks.map(\.description) == ["127.0.0.0/8", "::1/128"])
+        #expect(configuration.queue.path == "petrel-data/queue.sqlite")
+        #expect(!configuration.hostname.isEmpty)
+    }
+
+    @Test func readsEveryKey() throws {
+        let text = """
+        hostname = "relay.example.net"
+        [inbound]
+        listen = ["127.0.0.1:2525", "[::1]:2526"]
+        max_message_size = "10MB"
+        max_recipients = 50
+        max_connections = 10
+        max_connections_per_client = 2
+        command_timeout = "30s"
+        data_timeout = "4h"
+        max_received_headers = 30
+        bare_line_endings = "normalize"
+        [access]
+        client_networks = ["192.0.2.0/24"]
+        relay_networks = ["10.0.0.0/8", "2001:db8::/32"]
+        relay_domains = ["Example.ORG"]
+        [queue]
+        path = "/var/spool/petrel/queue.sqlite"
+        max_queue_lifetime = "5d"
+        """
+        let configuration = try PetrelConfiguration.parse(toml: text, file: "test.toml")
+        #expect(configuration.hostname == "relay.example.net")
+        #expect(configuration.inbound.listen.map(\.description) == ["127.0.0.1:2525", "[::1]:2526"])
+        #expect(configuration.inbound.maxMessageSize == 10 * 1024 * 1024)
+        #expect(configuration.inbound.maxRecipients == 50)
+        #expect(configuration.inbound.maxConnections == 10)
+        #expect(configuration.inbound.maxConnectionsPerClient == 2)
+        #expect(configuration.inbound.commandTimeout == .seconds(30))
+        #expect(configuration.inbound.dataTimeout == .seconds(4 * 3600))
+        #expect(configuration.inbound.maxReceivedHeaders == 30)
+        #expect(configuration.inbound.bareLineEndings == .normalize)
+        #expect(configuration.access.clientNetworks.contains(IPAddress("192.0.2.77")!))
+        #expect(!configuration.access.clientNetworks.contains(IPAddress("192.0.3.1")!))
+        #expect(configuration.access.relayNetworks.contains(IPAddress("10.1.2.3")!))
+        #expect(configuration.access.relayNetworks.contains(IPAddress("2001:db8:1::5")!))
+        #expect(configuration.access.relayDomains == ["example.org"])
+        #expect(configuration.queue.path == "/var/spool/petrel/queue.sqlite")
+        #expect(configuration.queue.maxQueueLifetime == .seconds(5 * 86400))
+    }
+
+    static let errors: [(String, String)] = [
+        ("bogus = 1", "f.toml: bogus: unknown key"),
+        ("[inbound]\nbogus = 1", "f.toml: inbound.bogus: unknown key"),
+        ("[nowhere]\nx = 1", "f.toml: nowhere: unknown key"),
+        ("[inbound]\nmax_recipients = 0", "f.toml: inbound.max_recipients: expected a positive integer, got 0"),
+        ("[inbound]\nmax_recipients = \"many\"", "f.toml: inbound.max_recipients: expected a positive integer, got \"many\""),
+        ("[inbound]\nmax_message_size = \"25GB\"", "f.toml: inbound.max_message_size: expected a size such as \"25MB\", \"512KB\" or 1000, got \"25GB\""),
+        ("[inbound]\ncommand_timeout = \"5 minutes\"", "f.toml: inbound.command_timeout: expected a duration such as \"30s\", \"5m\", \"4h\" or \"5d\", got \"5 minutes\""),
+        ("[inbound]\nlisten = [\"localhost:25\"]", "f.toml: inbound.listen: invalid value [\"localhost:25\"]"),
+        ("[inbound]\nlisten = [\"::1:25\"]", "f.toml: inbound.listen: invalid value [\"::1:25\"]"),
+        ("[inbound]\nbare_line_endings = \"accept\"", "f.toml: inbound.bare_line_endings: invalid value \"accept\""),
+        ("[access]\nrelay_networks = [\"10.0.0.0/33\"]", "f.toml: access.relay_networks: invalid value [\"10.0.0.0/33\"]"),
+        ("[access]\nclient_networks = [\"10.0.0/8\"]", "f.toml: access.client_networks: invalid value [\"10.0.0/8\"]"),
+        ("[access]\nrelay_networks = \"10.0.0.0/8\"", "f.toml: access.relay_networks: expected an array of strings, got string"),
+    ]
+
+    @Test(arguments: errors)
+    func namesTheKeyAndTheFile(text: String, expected: String) {
+        do {
+            _ = try PetrelConfiguration.parse(toml: text, file: "f.toml")
+            Issue.record("accepted \(text.debugDescription)")
+        } catch let error as ConfigurationError {
+            #expect(error.description == expected)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func reportsTOMLSyntaxErrorsWithTheFile() {
+        #expect(throws: ConfigurationError.self) { try PetrelConfiguration.parse(toml: "[inbound\n", file: "f.toml") }
+    }
+
+    @Test func resolvesRelativePathsAgainstTheFilesFolder() throws {
+        let folder = NSTemporaryDirectory() + "petrel-config-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/petrel.toml"
+        try "[queue]\npath = \"data/q.sqlite\"\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let configuration = try PetrelConfiguration.load(file: file)
+        #expect(configuration.queue.path == folder + "/data/q.sqlite")
+        #expect(configuration.sourceFile == file)
+    }
+
+    static let durations: [(String, Duration?)] = [("30s", .seconds(30)), ("5m", .seconds(300)), ("4h", .seconds(14400)), ("5d", .seconds(432000)), ("0", .zero), ("5", nil), ("m", nil), ("-5m", nil), ("5w", nil)]
+
+    @Test(arguments: durations)
+    func parsesDurations(text: String, expected: Duration?) {
+        #expect(ValueFormats.parseDuration(text) == expected)
+    }
+
+    static let sizes: [(String, Int?)] = [("1000", 1000), ("512KB", 524288), ("25MB", 26214400), ("MB", nil), ("1.5MB", nil), ("10GB", nil)]
+
+    @Test(arguments: sizes)
+    func parsesSizes(text: String, expected: Int?) {
+        #expect(ValueFormats.parseSize(text) == expected)
+    }
+
+    @Test func matchesNetworks() {
+        let block = CIDRBlock("192.0.2.128/25")!
+        #expect(block.contains(IPAddress("192.0.2.200")!))
+        #expect(!block.contains(IPAddress("192.0.2.1")!))
+        #expect(CIDRBlock("0.0.0.0/0")!.contains(IPAddress("203.0.113.5")!))
+        #expect(CIDRBlock("127.0.0.1")!.contains(IPAddress("127.0.0.1")!))
+        #expect(!CIDRBlock("127.0.0.1")!.contains(IPAddress("127.0.0.2")!))
+        // An IPv4-mapped IPv6 client matches IPv4 networks.
+        #expect(CIDRBlock("127.0.0.0/8")!.contains(IPAddress("::ffff:127.0.0.2")!))
+        #expect(!CIDRBlock("::1/128")!.contains(IPAddress("127.0.0.1")!))
+        #expect(CIDRBlock("2001:db8::/129") == nil)
+    }
+}
