@@ -400,9 +400,10 @@ class SMTPConversation:
 
     def expect(self, line: str, code: int, enhanced: Optional[str] = None) -> Reply:
         reply = self.command(line)
-        assert reply.code == code, f"{line!r} -> {reply}, expected {code}"
+        shown = line if len(line) <= 100 else f"{line[:60]}...({len(line)} chars)"
+        assert reply.code == code, f"{shown!r} -> {reply}, expected {code}"
         if enhanced is not None:
-            assert reply.enhanced == enhanced, f"{line!r} -> {reply}, expected {enhanced}"
+            assert reply.enhanced == enhanced, f"{shown!r} -> {reply}, expected {enhanced}"
         return reply
 
     def wait_for_close(self, timeout: float = 5.0) -> bytes:

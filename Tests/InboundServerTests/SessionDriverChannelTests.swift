@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import MailQueue
+import NIOCore
+import NIOEmbedded
+import PetrelConfig
+import Testing
+@testable import InboundServer
+
+/// The connection's real pipeline (gate, async bridge, session driver) on `NIOAsyncTestingChannel`,
+/// fed a whole client conversation cut in every possible place: the replies must not depend on how
+/// the bytes arrive.
+struct SessionDriverChannelTests {
+    static let conversation = "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@far.test>\r\nDATA\r\nSubject: t\r\n\r\n..dot\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n"
+    static let expected = [
+        "220 relay.test ESMTP",
+        "250-relay.test greets c", "250-PIPELINING", "250-SIZE 26214400", "250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-SMTPUTF8", "250 DSN",
+        "250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>",
+        "250 2.0.0 Ok: queued as ID", "250 2.0.0 Ok", "221 2.0.0 Bye",
+    ]
+
+    /// Runs one conversation through the pipeline and returns the reply lines, queue ids replaced by `ID`.
+    static func converse(_ pieces: [ByteBuffer], committer: GroupCommitter, settings: InboundSettings) async throws -> [String] {
+        let channel = NIOAsyncTestingChannel()
+        let connection = try await channel.testingEventLoop.executeInContext {
+            let gate = InboundGate(timeout: .minutes(5))
+            try channel.pipeline.syncOperations.addHandler(gate)
+            let asyncChannel = try NIOAsyncChannel<InboundEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
+            return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop))
+        }
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2525))
+        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, settings: settings,
+                                   committer: committer, logger: Logger(label: "test"))
+        async let run: Void = driver.run()
+        for piece in pieces {
+            try await channel.writeInbound(piece)
+        }
+        try await run
+        var output = ""
+        while let written = try await channel.readOutbound(as: ByteBuffer.self) {
+            output += String(buffer: written)
+        }
+        return output.split(separator: "\r\n", omittingEmptySubsequences: false).dropLast().map { line in
+            line.hasPrefix("250 2.0.0 Ok: queued as ") ? "250 2.0.0 Ok: queued as ID" : String(line)
+        }
+    }
+
+    @Test func repliesAreTheSameHoweverTheInputIsCut() async throws {
+        let directory = NSTemporaryDirectory() + "petrel-driver-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try QueueStore.open(path: directory + "/queue.sqlite")
+        let committer = GroupCommitter(store: store, logger: Logger(label: "test"))
+        var configuration = PetrelConfiguration()
+        configuration.hostname = "relay.test"
+        let settings = InboundSettings(configuration)
+        let bytes = Array(Self.conversation.utf8)
+        // Every cut into two pieces, and the conversation byte by byte.
+        var fragmentations: [[ByteBuffer]] = (1..<bytes.count).map { cut in
+            [ByteBuffer(bytes: bytes[..<cut]), ByteBuffer(bytes: bytes[cut...])]
+        }
+        fragmentations.append(bytes.map { ByteBuffer(bytes: [$0]) })
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await committer.run() }
+            for pieces in fragmentations {
+                let replies = try await Self.converse(pieces, committer: committer, settings: settings)
+                #expect(replies == Self.expected, "\(pieces.map { $0.readableBytes })")
+            }
+            group.cancelAll()
+        }
+        #expect(try store.messageCount() == fragmentations.count)
+        let texts = try store.listMessages(limit: 1).map { String(decoding: try store.content(queueID: $0.queueID)!, as: UTF8.self) }
+        #expect(texts.allSatisfy { $0.hasSuffix("\r\nSubject: t\r\n\r\n.dot\r\nbody\r\n") })
+    }
+}
