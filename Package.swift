@@ -37,6 +37,18 @@ let package = Package(
                 .embedInCode("migrations/0001_queue.sql"),
             ]
         ),
+        // glibc's resolver library (res_nquery, ns_initparse, ns_parserr).
+        .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
+        // DNS lookups (MX, A, AAAA) through the system resolver library, cached for their TTL.
+        .target(
+            name: "DNSResolver",
+            dependencies: [
+                "CResolv",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // The configuration file: TOML, validated, with embedded defaults.
         .target(
             name: "PetrelConfig",
@@ -67,7 +79,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Helpers the tests share: a real DNS server (dnsmasq) on a loopback high port.
+        .target(
+            name: "PetrelTestSupport",
+            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Tests/PetrelTestSupport"
+        ),
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
+        .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
         .testTarget(

@@ -1,0 +1,75 @@
+"""SIGTERM: idle sessions are told 421 4.3.2, a message in progress is finished first, and the process
+exits 0."""
+
+import signal
+import time
+
+from conftest import SMTPConversation, queue_id_of, simple_message
+
+
+def test_sigterm_tells_idle_clients_and_exits_zero(petrel_server):
+    server = petrel_server()
+    with SMTPConversation(server.address) as idle, SMTPConversation(server.address) as greeted_only:
+        idle.ehlo()
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        for smtp in (idle, greeted_only):
+            reply = smtp.read_reply()
+            assert (reply.code, reply.enhanced) == (421, "4.3.2"), str(reply)
+            assert smtp.wait_for_close() == b""
+        assert server.wait(timeout=10) == 0, server.log_text()
+        assert time.monotonic() - started < 10
+
+
+def test_sigterm_with_no_clients_exits_zero(petrel_server):
+    server = petrel_server()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0, server.log_text()
+
+
+def test_sigterm_during_data_finishes_the_message_first(petrel_server):
+    server = petrel_server()
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        smtp.expect("MAIL FROM:<late@example.org>", 250)
+        smtp.expect("RCPT TO:<r@example.com>", 250)
+        smtp.expect("DATA", 354)
+        text = simple_message("in flight during shutdown")
+        smtp.send(text[:40])
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        smtp.send(text[40:] + b".\r\n")
+        queued = smtp.read_reply()
+        assert queued.code == 250, str(queued)
+        bye = smtp.read_reply()
+        assert (bye.code, bye.enhanced) == (421, "4.3.2"), str(bye)
+        assert smtp.wait_for_close() == b""
+    assert server.wait(timeout=10) == 0, server.log_text()
+    queue_id = queue_id_of(queued)
+    assert server.queue_show(queue_id) is not None
+    assert server.stored_parts(queue_id)[1] == text
+
+
+def test_no_new_connections_after_sigterm(petrel_server):
+    server = petrel_server()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0
+    try:
+        with SMTPConversation(server.address, timeout=2) as smtp:
+            raise AssertionError(f"a connection was accepted after shutdown: {smtp.greeting}")
+    except OSError:
+        pass
+
+
+def test_restart_after_clean_shutdown_keeps_the_queue(petrel_server):
+    server = petrel_server()
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        queue_id = smtp.send_mail("a@example.org", ["r@example.com"], simple_message())
+    assert server.stop() == 0
+    server.restart()
+    assert server.queue_show(queue_id) is not None
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        second = smtp.send_mail("a@example.org", ["r@example.com"], simple_message())
+    assert server.queue_ids() == {queue_id, second}
