@@ -57,11 +57,16 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // SwiftNIO glue shared by the server and the client: the connection gate (timeouts, shutdown).
+        .target(
+            name: "SMTPTransport",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The SwiftNIO layer and the inbound `Service`.
         .target(
             name: "InboundServer",
             dependencies: [
-                "SMTPProtocol", "MailQueue", "PetrelConfig",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -92,7 +97,7 @@ let package = Package(
         .testTarget(
             name: "InboundServerTests",
             dependencies: [
-                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol",
+                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

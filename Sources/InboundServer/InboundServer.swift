@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PetrelConfig
 import SMTPProtocol
+import SMTPTransport
 import ServiceLifecycle
 
 /// The SMTP listener(s) as a `Service`: accepts connections, applies `client_networks` and the
@@ -101,9 +102,9 @@ public final class InboundServer: Service, Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let gate = InboundGate(timeout: TimeAmount(commandTimeout))
+                        let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
                         try channel.pipeline.syncOperations.addHandler(gate)
-                        let asyncChannel = try NIOAsyncChannel<InboundEvent, ByteBuffer>(
+                        let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                         )

@@ -42,10 +42,3 @@ struct InboundSettings: Sendable {
         RelayPolicy(clientMayRelay: relayNetworks.contains(address), relayDomains: relayDomains)
     }
 }
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}

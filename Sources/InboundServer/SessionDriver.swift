@@ -4,6 +4,7 @@ import MailQueue
 import NIOCore
 import PetrelConfig
 import SMTPProtocol
+import SMTPTransport
 
 /// Runs one connection: frames the client's bytes, feeds the ``ServerSession`` state machine, performs
 /// its actions, and writes the replies. Replies to pipelined commands are gathered and written together

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MailQueue
 import NIOCore
+import SMTPTransport
 import NIOEmbedded
 import PetrelConfig
 import Testing
@@ -23,9 +24,9 @@ struct SessionDriverChannelTests {
     static func converse(_ pieces: [ByteBuffer], committer: GroupCommitter, settings: InboundSettings) async throws -> [String] {
         let channel = NIOAsyncTestingChannel()
         let connection = try await channel.testingEventLoop.executeInContext {
-            let gate = InboundGate(timeout: .minutes(5))
+            let gate = ConnectionGate(timeout: .minutes(5))
             try channel.pipeline.syncOperations.addHandler(gate)
-            let asyncChannel = try NIOAsyncChannel<InboundEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
+            let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
             return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop))
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2525))

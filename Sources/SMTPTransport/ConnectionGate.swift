@@ -1,53 +1,54 @@
 import NIOCore
 
-/// The only handler between the socket and the session task. It passes bytes on as ``InboundEvent``s,
-/// keeps the read timeout (the session task sets it: command or data timeout), and injects the shutdown
-/// notice so that it arrives in order with the client's input.
-final class InboundGate: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = InboundEvent
+/// The one handler between an SMTP socket and the task that runs the conversation, on the server and on
+/// the client side alike. It passes bytes on as ``ConnectionEvent``s, keeps the read timeout (the task
+/// sets it as the protocol state changes: RFC 5321 §4.5.3.2 gives each wait its own), and injects the
+/// shutdown notice so that it arrives in order with the peer's input.
+public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ConnectionEvent
 
     private var timeout: TimeAmount
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
-    init(timeout: TimeAmount) {
+    public init(timeout: TimeAmount) {
         self.timeout = timeout
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if context.channel.isActive { armTimer() }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         self.context = nil
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         armTimer()
         context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         armTimer()
         context.fireChannelRead(wrapInboundOut(.bytes(unwrapInboundIn(data))))
     }
 
     /// Sets the timeout for the wait that starts now. Call on the event loop.
-    func setTimeout(_ timeout: TimeAmount) {
+    public func setTimeout(_ timeout: TimeAmount) {
         self.timeout = timeout
         armTimer()
     }
 
-    /// Passes the shutdown notice to the session task. Call on the event loop.
-    func requestShutdown() {
+    /// Passes the shutdown notice on. Call on the event loop.
+    public func requestShutdown() {
         guard let context else { return }
         context.fireChannelRead(wrapInboundOut(.shutdown))
         context.fireChannelReadComplete()
@@ -60,7 +61,7 @@ final class InboundGate: ChannelInboundHandler, RemovableChannelHandler {
         timer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
             guard self != nil else { return }
             let context = loopBoundContext.value
-            context.fireChannelRead(NIOAny(InboundEvent.timedOut))
+            context.fireChannelRead(NIOAny(ConnectionEvent.timedOut))
             context.fireChannelReadComplete()
         }
     }
