@@ -28,7 +28,7 @@ struct InboundSettings: Sendable {
         relayDomains = Set(configuration.access.relayDomains)
         commandTimeout = configuration.inbound.commandTimeout
         dataTimeout = configuration.inbound.dataTimeout
-        maxQueueLifetime = configuration.queue.maxQueueLifetime
+        maxQueueLifetime = configuration.delivery.maxQueueLifetime
         maxConnections = configuration.inbound.maxConnections
         maxConnectionsPerClient = configuration.inbound.maxConnectionsPerClient
     }

@@ -24,6 +24,20 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
             case lastReply = "last_reply"
             case lastRelay = "last_relay"
         }
+
+        /// Every key is written, `null` when empty: the JSON shape is stable for scripts.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(address, forKey: .address)
+            try container.encode(originalRecipient, forKey: .originalRecipient)
+            try container.encode(notify, forKey: .notify)
+            try container.encode(state, forKey: .state)
+            try container.encode(attempts, forKey: .attempts)
+            try container.encode(nextAttemptAt, forKey: .nextAttemptAt)
+            try container.encode(lastAttemptAt, forKey: .lastAttemptAt)
+            try container.encode(lastReply, forKey: .lastReply)
+            try container.encode(lastRelay, forKey: .lastRelay)
+        }
     }
 
     public var queueID: String
@@ -58,6 +72,26 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
         case dsnEnvelopeID = "dsn_envid"
         case isHeld = "held"
         case recipients
+    }
+
+    /// Every key is written, `null` when empty: the JSON shape is stable for scripts.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(queueID, forKey: .queueID)
+        try container.encode(sender, forKey: .sender)
+        try container.encode(size, forKey: .size)
+        try container.encode(arrivedAt, forKey: .arrivedAt)
+        try container.encode(expiresAt, forKey: .expiresAt)
+        try container.encode(clientAddress, forKey: .clientAddress)
+        try container.encode(clientHelo, forKey: .clientHelo)
+        try container.encode(`protocol`, forKey: .protocol)
+        try container.encode(authenticatedUser, forKey: .authenticatedUser)
+        try container.encode(bodyType, forKey: .bodyType)
+        try container.encode(isSMTPUTF8, forKey: .isSMTPUTF8)
+        try container.encode(dsnReturn, forKey: .dsnReturn)
+        try container.encode(dsnEnvelopeID, forKey: .dsnEnvelopeID)
+        try container.encode(isHeld, forKey: .isHeld)
+        try container.encode(recipients, forKey: .recipients)
     }
 
     init(row: Row, db: Database) throws {

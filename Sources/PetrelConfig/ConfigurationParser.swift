@@ -61,7 +61,44 @@ extension PetrelConfiguration {
                 configuration.queue.path = value
                 return ()
             }
-            try queue.duration("max_queue_lifetime", allowZero: false) { configuration.queue.maxQueueLifetime = $0 }
+        }
+        try reader.table("delivery") { delivery in
+            try delivery.positiveInteger("workers") { configuration.delivery.workers = $0 }
+            try delivery.positiveInteger("max_connections_per_domain") { configuration.delivery.maxConnectionsPerDomain = $0 }
+            try delivery.positiveInteger("max_recipients_per_transaction") { configuration.delivery.maxRecipientsPerTransaction = $0 }
+            try delivery.list("dns_servers") { values in
+                guard values.allSatisfy({ HostPort($0, defaultPort: 53).map { IPAddress($0.host) != nil } ?? false }) else { return nil }
+                configuration.delivery.dnsServers = values
+                return ()
+            }
+            try delivery.positiveInteger("mx_port") { port in configuration.delivery.mxPort = min(port, 65535) }
+            try delivery.string("smarthost") { value in
+                if value.isEmpty {
+                    configuration.delivery.smarthost = nil
+                    return ()
+                }
+                guard let hop = HostPort(value, defaultPort: 25) else { return nil }
+                configuration.delivery.smarthost = hop
+                return ()
+            }
+            try delivery.duration("retry_min", allowZero: false) { configuration.delivery.retryMin = $0 }
+            try delivery.duration("retry_max", allowZero: false) { configuration.delivery.retryMax = $0 }
+            try delivery.duration("max_queue_lifetime", allowZero: false) { configuration.delivery.maxQueueLifetime = $0 }
+            try delivery.duration("delay_warning", allowZero: true) { configuration.delivery.delayWarning = $0 }
+            try delivery.duration("connect_timeout", allowZero: false) { configuration.delivery.connectTimeout = $0 }
+            try delivery.duration("command_timeout", allowZero: false) { configuration.delivery.commandTimeout = $0 }
+            try delivery.duration("data_timeout", allowZero: false) { configuration.delivery.dataTimeout = $0 }
+            if configuration.delivery.retryMax < configuration.delivery.retryMin {
+                throw delivery.error("retry_max", "must not be shorter than retry_min")
+            }
+        }
+        try reader.anyTable("routes") { key, value in
+            let domain = key.lowercased()
+            guard !domain.isEmpty, !domain.contains("@"), let text = value.string, let hop = HostPort(text, defaultPort: 25) else {
+                return false
+            }
+            configuration.routes[domain] = hop
+            return true
         }
         try reader.finish()
         return configuration
@@ -145,6 +182,19 @@ struct TableReader {
         var reader = TableReader(table: subtable, path: path.isEmpty ? key : "\(path).\(key)", file: file)
         try read(&reader)
         try reader.finish()
+    }
+
+    /// A table whose keys are names the operator chooses (such as domains in `[routes]`); `read` returns
+    /// `false` for an entry it refuses.
+    mutating func anyTable(_ key: String, _ read: (String, any TOMLValueConvertible) throws -> Bool) throws {
+        used.insert(key)
+        guard let value = table[key] else { return }
+        guard let subtable = value.table else { throw error(key, "expected a table ([\(key)])") }
+        for name in subtable.keys.sorted() {
+            guard let entry = subtable[name], try read(name, entry) else {
+                throw ConfigurationError(file: file, key: "\(key).\(name)", message: "expected \"host:port\", got \(subtable[name]?.debugDescription ?? "nothing")")
+            }
+        }
     }
 
     /// Fails on the first key that was never asked for.

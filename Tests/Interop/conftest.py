@@ -15,6 +15,7 @@ What is here:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -88,9 +89,16 @@ def toml_document(config: dict) -> str:
 
 def run_petrel(*args: str, cwd: Optional[Path] = None, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
     """Runs the petrel CLI and returns the completed process (text output)."""
-    return subprocess.run(
-        [PETREL_BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    for attempt in range(50):
+        try:
+            return subprocess.run(
+                [PETREL_BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except OSError as error:
+            # ETXTBSY: a concurrent `swift build` is relinking the binary; it is done in a moment.
+            if error.errno != errno.ETXTBSY or attempt == 49:
+                raise
+            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,13 +175,21 @@ class PetrelServer:
     def _spawn(self) -> None:
         self._log_file = open(self.log_path, "ab")
         # The working directory is elsewhere on purpose (relative paths resolve against the config's folder).
-        self.process = subprocess.Popen(
-            [PETREL_BIN, "serve", "--config", str(self.config_path)],
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=self._log_file,
-        )
+        for attempt in range(50):
+            try:
+                self.process = subprocess.Popen(
+                    [PETREL_BIN, "serve", "--config", str(self.config_path)],
+                    cwd="/",
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log_file,
+                    stderr=self._log_file,
+                )
+                break
+            except OSError as error:
+                # ETXTBSY: a concurrent `swift build` is relinking the binary; it is done in a moment.
+                if error.errno != errno.ETXTBSY or attempt == 49:
+                    raise
+                time.sleep(0.2)
         self.returncode = None
 
     def _wait_ready(self) -> None:
@@ -341,6 +357,7 @@ class SMTPConversation:
         host, port = address
         self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         self.sock.settimeout(timeout)
+        self.timeout = timeout
         self.buffer = b""
         self.greeting: Optional[Reply] = self.read_reply() if read_greeting else None
 
@@ -438,7 +455,7 @@ class SMTPConversation:
         except socket.timeout:
             return True
         finally:
-            self.sock.settimeout(DEFAULT_IO_TIMEOUT)
+            self.sock.settimeout(self.timeout)
         self.buffer += chunk
         return False
 

@@ -1,6 +1,9 @@
 """The message text after DATA: line endings, the end-of-data mark (and SMTP smuggling), dot-stuffing,
 the Received-header loop limit, and the header fields the server adds."""
 
+import datetime
+import email.utils
+
 import pytest
 
 from conftest import SMTPConversation, queue_id_of, simple_message
@@ -149,6 +152,10 @@ def test_missing_date_and_message_id_are_added_for_relay_clients(default_server)
     assert trace.startswith(b"Received: ")
     assert b"\r\nDate: " in trace, trace
     assert f"\r\nMessage-ID: <{queue_id}@".encode() in trace, trace
+    date_line = next(line for line in trace.split(b"\r\n") if line.startswith(b"Date: "))
+    added = email.utils.parsedate_to_datetime(date_line[len(b"Date: "):].decode())
+    assert added.tzinfo is not None
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - added).total_seconds()) < 120, date_line
     assert b"Date:" not in text and b"Message-ID:" not in text
 
 
@@ -168,3 +175,22 @@ def test_header_names_are_matched_case_insensitively(default_server):
         queue_id = smtp.send_mail("a@example.org", ["r@example.com"], text)
     trace, _ = default_server.stored_parts(queue_id)
     assert b"Date:" not in trace and b"Message-ID:" not in trace, trace
+
+
+def test_received_lines_in_the_body_are_not_counted(default_server):
+    with SMTPConversation(default_server.address) as smtp:
+        smtp.ehlo()
+        begin_data(smtp)
+        reply = smtp.finish_data(HEAD + received_headers(150))
+        assert reply.code == 250, str(reply)
+
+
+def test_max_received_headers_is_configurable(petrel_server):
+    server = petrel_server({"inbound": {"max_received_headers": 5}})
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        begin_data(smtp)
+        assert smtp.finish_data(received_headers(5) + HEAD).code == 250
+        begin_data(smtp)
+        reply = smtp.finish_data(received_headers(6) + HEAD)
+        assert (reply.code, reply.enhanced) == (554, "5.4.6"), str(reply)

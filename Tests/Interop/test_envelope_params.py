@@ -1,6 +1,8 @@
 """ESMTP parameters of MAIL and RCPT (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT), the null
 sender and source routes: each is accepted on the wire and stored in the queue."""
 
+import datetime
+
 from conftest import SMTPConversation, queue_id_of, simple_message
 
 
@@ -116,3 +118,13 @@ def test_other_commands_reply_as_documented(default_server):
         smtp.expect("RCPT TO:<r@example.com>", 503, "5.5.1")
         smtp.expect("QUIT", 221, "2.0.0")
         assert smtp.wait_for_close() == b""
+
+
+def test_expiry_follows_max_queue_lifetime(petrel_server):
+    server = petrel_server({"queue": {"max_queue_lifetime": "2d"}})
+    queue_id = send_raw_transaction(server, "MAIL FROM:<a@example.org>", ["RCPT TO:<r@example.com>"])
+    message = server.queue_show(queue_id)
+    arrived = datetime.datetime.fromisoformat(message["arrived_at"].replace("Z", "+00:00"))
+    expires = datetime.datetime.fromisoformat(message["expires_at"].replace("Z", "+00:00"))
+    assert abs((expires - arrived).total_seconds() - 2 * 86400) <= 1, (arrived, expires)
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - arrived).total_seconds()) < 120

@@ -63,3 +63,14 @@ def test_two_pipelined_messages_in_one_write(default_server):
     assert default_server.stored_parts(id1)[1] == first
     assert default_server.stored_parts(id2)[1] == second
     assert default_server.queue_show(id2)["sender"] == "b@example.org"
+
+
+def test_bare_lf_inside_a_command_line_does_not_split_it(default_server):
+    """`RSET<LF>MAIL FROM:...<CRLF>` is one (bad) line, not two commands."""
+    with SMTPConversation(default_server.address) as smtp:
+        smtp.ehlo()
+        smtp.send("RSET\nMAIL FROM:<x@example.org>\r\n")
+        reply = smtp.read_reply()
+        assert reply.code >= 500, str(reply)
+        assert smtp.nothing_more_within(0.3), f"a second reply arrived: {smtp.buffer!r}"
+        smtp.expect("RCPT TO:<r@example.com>", 503, "5.5.1")  # no MAIL was taken

@@ -40,7 +40,24 @@ struct ConfigurationTests {
         relay_domains = ["Example.ORG"]
         [queue]
         path = "/var/spool/petrel/queue.sqlite"
-        max_queue_lifetime = "5d"
+        [delivery]
+        workers = 8
+        max_connections_per_domain = 4
+        max_recipients_per_transaction = 10
+        dns_servers = ["127.0.0.1:5353", "192.0.2.53"]
+        mx_port = 2526
+        smarthost = "smtp.example.net:587"
+        retry_min = "1m"
+        retry_max = "2h"
+        max_queue_lifetime = "3d"
+        delay_warning = "0"
+        connect_timeout = "10s"
+        command_timeout = "2m"
+        data_timeout = "5m"
+        [routes]
+        "internal.example" = "10.0.0.5:25"
+        "Other.Example" = "[2001:db8::25]:2525"
+        "named.example" = "mail.named.example"
         """
         let configuration = try PetrelConfiguration.parse(toml: text, file: "test.toml")
         #expect(configuration.hostname == "relay.example.net")
@@ -59,7 +76,24 @@ struct ConfigurationTests {
         #expect(configuration.access.relayNetworks.contains(IPAddress("2001:db8:1::5")!))
         #expect(configuration.access.relayDomains == ["example.org"])
         #expect(configuration.queue.path == "/var/spool/petrel/queue.sqlite")
-        #expect(configuration.queue.maxQueueLifetime == .seconds(5 * 86400))
+        #expect(configuration.delivery.workers == 8)
+        #expect(configuration.delivery.maxConnectionsPerDomain == 4)
+        #expect(configuration.delivery.maxRecipientsPerTransaction == 10)
+        #expect(configuration.delivery.dnsServers == ["127.0.0.1:5353", "192.0.2.53"])
+        #expect(configuration.delivery.mxPort == 2526)
+        #expect(configuration.delivery.smarthost == PetrelConfiguration.HostPort(host: "smtp.example.net", port: 587))
+        #expect(configuration.delivery.retryMin == .seconds(60))
+        #expect(configuration.delivery.retryMax == .seconds(7200))
+        #expect(configuration.delivery.maxQueueLifetime == .seconds(3 * 86400))
+        #expect(configuration.delivery.delayWarning == .zero)
+        #expect(configuration.delivery.connectTimeout == .seconds(10))
+        #expect(configuration.delivery.commandTimeout == .seconds(120))
+        #expect(configuration.delivery.dataTimeout == .seconds(300))
+        #expect(configuration.routes == [
+            "internal.example": PetrelConfiguration.HostPort(host: "10.0.0.5", port: 25),
+            "other.example": PetrelConfiguration.HostPort(host: "2001:db8::25", port: 2525),
+            "named.example": PetrelConfiguration.HostPort(host: "mail.named.example", port: 25),
+        ])
     }
 
     static let errors: [(String, String)] = [
@@ -76,6 +110,11 @@ struct ConfigurationTests {
         ("[access]\nrelay_networks = [\"10.0.0.0/33\"]", "f.toml: access.relay_networks: invalid value [\"10.0.0.0/33\"]"),
         ("[access]\nclient_networks = [\"10.0.0/8\"]", "f.toml: access.client_networks: invalid value [\"10.0.0/8\"]"),
         ("[access]\nrelay_networks = \"10.0.0.0/8\"", "f.toml: access.relay_networks: expected an array of strings, got string"),
+        ("[delivery]\nsmarthost = \"mail example:25\"", "f.toml: delivery.smarthost: invalid value \"mail example:25\""),
+        ("[delivery]\ndns_servers = [\"dns.example\"]", "f.toml: delivery.dns_servers: invalid value [\"dns.example\"]"),
+        ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"", "f.toml: delivery.retry_max: must not be shorter than retry_min"),
+        ("[routes]\n\"a.example\" = \"host:99999\"", "f.toml: routes.a.example: expected \"host:port\", got \"host:99999\""),
+        ("[queue]\nmax_queue_lifetime = \"5d\"", "f.toml: queue.max_queue_lifetime: unknown key"),
     ]
 
     @Test(arguments: errors)

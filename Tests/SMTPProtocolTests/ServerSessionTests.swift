@@ -160,6 +160,20 @@ struct ServerSessionTests {
         #expect(reply.code == 421 && reply.enhancedCode == EnhancedStatusCode(4, 3, 2))
     }
 
+    @Test func limitsLineLengthByVerb() {
+        var session = Self.session()
+        let tooLong = SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: line too long")
+        #expect(session.receive(line: ByteBuffer(string: "NOOP " + String(repeating: "x", count: 505))) == .reply(SMTPReply(250, EnhancedStatusCode(2, 0, 0), "Ok")))
+        #expect(session.receive(line: ByteBuffer(string: "NOOP " + String(repeating: "x", count: 506))) == .reply(tooLong))
+        _ = session.receive(line: ByteBuffer(string: "EHLO c"))
+        let longMail = "MAIL FROM:<a@b.test> ENVID=" + String(repeating: "e", count: 100)
+        #expect(session.receive(line: ByteBuffer(string: longMail)) == .reply(SMTPReply(250, EnhancedStatusCode(2, 1, 0), "Ok")))
+        let longRecipient = "RCPT TO:<x@y.test> ORCPT=rfc822;" + String(repeating: "o", count: 1012 - 34)
+        // At the limit the line is parsed (and its 978-octet ORCPT refused); one octet more is too long.
+        #expect(session.receive(line: ByteBuffer(string: longRecipient)) == .reply(SMTPReply(501, EnhancedStatusCode(5, 5, 4), "Error: bad parameter ORCPT")))
+        #expect(session.receive(line: ByteBuffer(string: longRecipient + "o")) == .reply(tooLong))
+    }
+
     @Test func refusesOverlongLines() {
         var session = Self.session()
         #expect(session.receiveOverlongLine() == .reply(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: line too long")))

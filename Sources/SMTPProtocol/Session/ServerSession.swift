@@ -108,10 +108,22 @@ public struct ServerSession: Sendable {
         guard !line.readableBytesView.contains(where: { $0 == .cr || $0 == .lf }) else {
             return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: bare CR or LF in command line"))
         }
+        guard line.readableBytes + 2 <= Self.lineLimit(for: line) else {
+            return receiveOverlongLine()
+        }
         guard let text = String(validating: line.readableBytesView, as: UTF8.self) else {
             return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: command line is not valid UTF-8"))
         }
         return receive(line: Substring(text))
+    }
+
+    /// RFC 5321 §4.5.3.1.4: 512 octets with the CRLF, raised for `MAIL` and `RCPT` by the octets
+    /// their ESMTP parameters may add (see ``SMTPLimits``).
+    static func lineLimit(for line: ByteBuffer) -> Int {
+        let verb = line.readableBytesView.prefix(5).map { $0 & 0xDF }
+        if verb.starts(with: "MAIL ".utf8.map { $0 & 0xDF }) { return SMTPLimits.mailCommandLineLength }
+        if verb.starts(with: "RCPT ".utf8.map { $0 & 0xDF }) { return SMTPLimits.recipientCommandLineLength }
+        return SMTPLimits.commandLineLength
     }
 
     /// One command line, without its CRLF.

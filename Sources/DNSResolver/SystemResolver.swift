@@ -1,0 +1,174 @@
+import CResolv
+import NIOCore
+import NIOPosix
+
+/// A ``DNSResolving`` on glibc's stub resolver (libresolv), with a cache.
+///
+/// Each lookup sends one query of one type with res_nquery(3), on a private resolver state so lookups can
+/// run in parallel, and reads the answer with ns_initparse(3)/ns_parserr(3). The blocking call runs on a
+/// `NIOThreadPool`, never on an event loop or on Swift's cooperative pool.
+///
+/// Answers are classified for mail delivery:
+/// - records → `.found`, cached for the smallest TTL of the RRset (RFC 1035 §3.2.1, RFC 2181 §5.2);
+/// - NXDOMAIN → `.nonexistentDomain` and NODATA → `.noRecords`, both permanent, cached for
+///   `negativeTTL` (RFC 2308 §5; res_nquery does not return these responses, so the SOA minimum of
+///   their authority section is not available and a fixed, short time is used instead);
+/// - SERVFAIL, REFUSED, timeouts and garbled answers → thrown ``DNSError``, never cached.
+///
+/// The name servers are those of /etc/resolv.conf unless `servers` is given. Names are taken as fully
+/// qualified: no search list applies.
+public final class SystemResolver: DNSResolving {
+    /// A name server string that ``parseNameServer(_:)`` rejects, or more servers than libresolv uses.
+    public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// At most this many name servers are used, as libresolv tracks no more (`MAXNS`).
+    public static let maximumServers = Int(MAXNS)
+
+    private let configuration: ResolverConfiguration
+    private let cache: DNSCache
+    private let negativeTTL: Duration
+    private let threadPool: NIOThreadPool
+
+    /// - Parameters:
+    ///   - servers: name servers as "ip", "ip:port" or "[ipv6]:port" (see ``parseNameServer(_:)``), at most
+    ///     ``maximumServers``, tried in order; empty uses those of /etc/resolv.conf.
+    ///   - timeout: how long to wait for the first answer from a server, in whole seconds (rounded up,
+    ///     at least one); the resolver doubles it on each further attempt.
+    ///   - attempts: how many times each server is asked (at least once).
+    ///   - cacheCapacity: the most answers cached; 0 disables the cache.
+    ///   - negativeTTL: how long NXDOMAIN and NODATA answers are cached (RFC 2308 §5).
+    ///   - threadPool: where the blocking lookups run.
+    ///   - now: the cache's clock; tests pass a manual one.
+    /// - Throws: ``ConfigurationError`` for an unparsable server or too many servers.
+    public init(
+        servers: [String] = [],
+        timeout: Duration = .seconds(5),
+        attempts: Int = 2,
+        cacheCapacity: Int = 10_000,
+        negativeTTL: Duration = .seconds(60),
+        threadPool: NIOThreadPool = .singleton,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) throws {
+        guard servers.count <= Self.maximumServers else {
+            throw ConfigurationError(
+                description: "at most \(Self.maximumServers) DNS servers can be used, not \(servers.count)"
+            )
+        }
+        let parsed = try servers.map { text in
+            guard let server = parseNameServer(text) else {
+                throw ConfigurationError(description: "not a DNS server address (ip, ip:port or [ipv6]:port): \(text)")
+            }
+            return server
+        }
+        let (seconds, attoseconds) = timeout.components
+        let wholeSeconds = seconds + (attoseconds > 0 ? 1 : 0)
+        self.configuration = ResolverConfiguration(
+            servers: parsed,
+            timeoutSeconds: Int32(clamping: max(1, wholeSeconds)),
+            attempts: Int32(clamping: max(1, attempts))
+        )
+        self.cache = DNSCache(capacity: cacheCapacity, now: now)
+        self.negativeTTL = negativeTTL
+        self.threadPool = threadPool
+    }
+
+    public func mailExchangers(for domain: String) async throws -> DNSResult<[MXRecord]> {
+        switch try await self.lookup(domain, .mx) {
+        case .mailExchangers(let records): .found(records)
+        case .addresses: preconditionFailure("an MX lookup gave addresses")
+        case .noRecords: .noRecords
+        case .nonexistentDomain: .nonexistentDomain
+        }
+    }
+
+    public func addresses(of host: String) async throws -> DNSResult<[String]> {
+        async let ipv6 = self.outcome(host, .aaaa)
+        async let ipv4 = self.outcome(host, .a)
+        let outcomes = await [ipv6, ipv4]
+
+        var found: [String] = []
+        var sawNoRecords = false
+        var errors: [DNSError] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .success(.addresses(let addresses)):
+                found += addresses
+            case .success(.nonexistentDomain):
+                return .nonexistentDomain
+            case .success(.noRecords), .success(.mailExchangers):
+                sawNoRecords = true
+            case .failure(let error as DNSError):
+                errors.append(error)
+            case .failure(let error):
+                throw error
+            }
+        }
+        if !found.isEmpty {
+            return .found(found)
+        }
+        if errors.isEmpty, sawNoRecords {
+            return .noRecords
+        }
+        // Neither type has addresses and one of them is unknown: nothing definite to say yet.
+        if errors.count == 1 {
+            throw errors[0]
+        }
+        throw DNSError(domain: host, type: "A/AAAA", reason: errors.map(\.reason).joined(separator: "; "))
+    }
+
+    /// Drops every cached answer.
+    public func flushCache() {
+        self.cache.removeAll()
+    }
+
+    private func outcome(_ name: String, _ type: RecordType) async -> Result<Answer, Error> {
+        do {
+            return .success(try await self.lookup(name, type))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// One lookup through the cache.
+    private func lookup(_ name: String, _ type: RecordType) async throws -> Answer {
+        guard let normalized = normalizedDomainName(name) else {
+            // Not a possible domain name (RFC 1035 §2.3.4): it cannot exist, now or later.
+            return .nonexistentDomain
+        }
+        let key = DNSCache.Key(name: normalized, type: type)
+        if let cached = self.cache.answer(for: key) {
+            return cached
+        }
+        let configuration = self.configuration
+        let result: QueryAnswer
+        do {
+            result = try await self.threadPool.runIfActive {
+                try blockingQuery(name: normalized, type: type, configuration: configuration)
+            }
+        } catch let error as DNSError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw DNSError(domain: normalized, type: type.description, reason: "lookup not run: \(error)")
+        }
+        self.cache.store(result.answer, for: key, timeToLive: result.timeToLive ?? self.negativeTTL)
+        return result.answer
+    }
+}
+
+/// `name` lowercased and without its trailing dot, or `nil` when it cannot be a domain name: empty, an
+/// empty label, a label over 63 octets, or over 253 octets in all (RFC 1035 §2.3.4).
+func normalizedDomainName(_ name: String) -> String? {
+    var name = name.lowercased()
+    if name.hasSuffix(".") {
+        name.removeLast()
+    }
+    guard !name.isEmpty, name.utf8.count <= 253 else { return nil }
+    for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+        guard (1...63).contains(label.utf8.count) else { return nil }
+    }
+    return name
+}

@@ -1,0 +1,224 @@
+import Foundation
+import DNSResolver
+import Logging
+import MailQueue
+import NIOCore
+import SMTPProtocol
+import ServiceLifecycle
+
+/// The delivery engine as a `Service`: a feeder claims due recipients from the queue under a lease, a
+/// fixed pool of workers delivers them (one SMTP transaction per message and domain), and each result is
+/// written back durably — delivered, deferred with backoff, or failed with a bounce to the sender.
+///
+/// On SIGTERM it stops claiming, lets deliveries in flight finish, and gives the leases of work it never
+/// started back to the queue.
+public final class DeliveryScheduler: Service, Sendable {
+    private let store: QueueStore
+    private let settings: DeliverySettings
+    private let logger: Logger
+    private let owner: String
+    private let ownerPrefix: String
+    private let doorbell = Doorbell()
+    private let dispatcher: JobDispatcher
+    private let cache = ConnectionCache()
+    private let attempt: DeliveryAttempt
+    private let notifications: NotificationFactory
+
+    public init(store: QueueStore, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+        self.ownerPrefix = "\(settings.hostname):"
+        self.owner = "\(settings.hostname):\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
+        self.dispatcher = JobDispatcher(capacity: settings.workers * 2, maximumPerDomain: settings.maximumConnectionsPerDomain)
+        let router = Router(routes: settings.routes, smarthost: settings.smarthost, mxPort: settings.mxPort, resolver: resolver)
+        self.attempt = DeliveryAttempt(router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5)
+        self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
+    }
+
+    /// New mail was queued: look for due work now rather than at the next poll.
+    public func wake() {
+        doorbell.ring()
+    }
+
+    public func run() async throws {
+        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, now: Date())
+        if released > 0 {
+            logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
+        }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<settings.workers {
+                    group.addTask { await self.work() }
+                }
+                group.addTask { await self.feed() }
+            }
+        } onGracefulShutdown: {
+            self.doorbell.ring()
+            Task { await self.stopDispatching() }
+        }
+        await cache.closeAll()
+        logger.info("delivery stopped")
+    }
+
+    private func stopDispatching() async {
+        let unstarted = await dispatcher.shutDown()
+        do {
+            try await store.releaseLeases(recipientIDs: unstarted, now: Date())
+        } catch {
+            logger.error("could not release leases at shutdown; they will run out by themselves", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: - Feeding
+
+    /// Claims due work whenever the dispatcher has room; sleeps until the next recipient falls due.
+    private func feed() async {
+        while !Task.isCancelled {
+            let room = await dispatcher.room
+            if room == 0 {
+                if await isStopping() { return }
+                await doorbell.wait(timeout: .milliseconds(200))
+                continue
+            }
+            do {
+                let jobs = try await store.claimDueWork(
+                    owner: owner, now: Date(), lease: settings.lease,
+                    limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
+                )
+                if !jobs.isEmpty {
+                    await dispatcher.add(jobs)
+                    continue
+                }
+                let nextDue = try await store.nextDueTime()
+                let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
+                await doorbell.wait(timeout: sleep)
+                await cache.sweep()
+            } catch {
+                logger.error("cannot read the queue", metadata: ["error": "\(error)"])
+                await doorbell.wait(timeout: .seconds(1))
+            }
+        }
+    }
+
+    private func isStopping() async -> Bool {
+        await dispatcher.room == 0 && gracefulShutdownRequested
+    }
+
+    private var gracefulShutdownRequested: Bool {
+        Task.isShuttingDownGracefully
+    }
+
+    // MARK: - Working
+
+    private func work() async {
+        while let job = await dispatcher.next() {
+            await deliver(job)
+            await dispatcher.finished(job)
+        }
+    }
+
+    private func deliver(_ job: DeliveryJob) async {
+        let content: StoredContent
+        do {
+            guard let stored = try await store.storedContent(messageID: job.messageID) else {
+                logger.warning("\(job.queueID): message vanished from the queue before delivery")
+                return
+            }
+            content = stored
+        } catch {
+            logger.error("\(job.queueID): cannot read the message", metadata: ["error": "\(error)"])
+            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date().addingTimeInterval(60))
+            return
+        }
+        let result = await attempt.run(job, content: content)
+        await record(result, for: job, content: content)
+    }
+
+    /// Turns outcomes into queue state, notifications and log lines, and writes them in one transaction.
+    private func record(_ result: DeliveryAttempt.Result, for job: DeliveryJob, content: StoredContent) async {
+        let now = Date()
+        var results: [RecipientResult] = []
+        var failures: [RecipientDeliveryStatus] = []
+        var delays: [RecipientDeliveryStatus] = []
+        var relayed: [RecipientDeliveryStatus] = []
+        let isExpired = now >= job.expiresAt
+        let warnDelay = settings.delayWarning > .zero && job.delayWarnedAt == nil && !job.isNotification
+            && now.timeIntervalSince(job.arrivedAt) >= TimeInterval(settings.delayWarning.components.seconds)
+
+        for (recipient, outcome) in zip(job.recipients, result.outcomes) {
+            let attempts = recipient.attempts + 1
+            var reply = outcome.reply
+            let isRemote = result.relay != nil && reply.enhancedCode?.subject != 4 || result.relay != nil
+            let disposition: RecipientResult.Disposition
+            let status: String
+            switch outcome {
+            case .delivered:
+                disposition = .delivered
+                status = "sent"
+                if recipient.notify?.contains(.success) == true && !result.remoteSupportsDSN {
+                    // RFC 3461 §5.2.2: the next hop does not speak DSN, so we report "relayed" ourselves.
+                    relayed.append(NotificationFactory.status(for: recipient, action: .relayed, reply: reply, relay: result.relay, isRemoteReply: true, attemptedAt: now))
+                }
+            case .failed:
+                disposition = .failed
+                status = "bounced"
+                if recipient.notify.map({ $0.contains(.failure) }) ?? true {
+                    failures.append(NotificationFactory.status(for: recipient, action: .failed, reply: reply, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now))
+                }
+            case .deferred:
+                if isExpired {
+                    // RFC 3463 4.4.7: the message stayed in the queue too long.
+                    let last = reply
+                    reply = SMTPReply(550, EnhancedStatusCode(4, 4, 7), "Message expired in the queue after \(attempts) attempts; last error: \(last)")
+                    disposition = .failed
+                    status = "expired"
+                    if recipient.notify.map({ $0.contains(.failure) }) ?? true {
+                        var entry = NotificationFactory.status(for: recipient, action: .failed, reply: last, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now)
+                        entry.status = EnhancedStatusCode(4, 4, 7)
+                        failures.append(entry)
+                    }
+                } else {
+                    disposition = .deferred(nextAttemptAt: now.addingTimeInterval(Self.seconds(settings.retry.delay(afterAttempts: attempts))))
+                    status = "deferred"
+                    if warnDelay && (recipient.notify.map { $0.contains(.delay) } ?? true) {
+                        delays.append(NotificationFactory.status(for: recipient, action: .delayed, reply: reply, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now, retryUntil: job.expiresAt))
+                    }
+                }
+            }
+            results.append(RecipientResult(recipientID: recipient.id, disposition: disposition, reply: "\(reply)", relay: result.relay, attemptedAt: now))
+            let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
+            let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
+            logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts), dsn=\(dsn), status=\(status) (\(reply))")
+        }
+
+        var notices: [IncomingMessage] = []
+        if !failures.isEmpty || !delays.isEmpty || !relayed.isEmpty {
+            if job.isNotification {
+                if !failures.isEmpty {
+                    logger.info("\(job.queueID): a notification could not be delivered; it is discarded (no bounce of a bounce)")
+                }
+            } else if let original = try? await NotificationFactory.text(of: content) {
+                for statuses in [failures, delays, relayed] where !statuses.isEmpty {
+                    if let notice = notifications.make(for: job, statuses: statuses, original: original, now: now) {
+                        notices.append(notice)
+                        logger.info("\(job.queueID): sender notification \(notice.queueID): \(statuses[0].action.rawValue)")
+                    }
+                }
+            }
+        }
+        do {
+            let removed = try await store.recordResults(results, messageID: job.messageID, notifications: notices,
+                                                        markDelayWarned: delays.isEmpty ? nil : now)
+            if removed { logger.info("\(job.queueID): removed") }
+            if !notices.isEmpty { doorbell.ring() }
+        } catch {
+            logger.error("\(job.queueID): cannot record delivery results; the lease will run out and the recipients be retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}

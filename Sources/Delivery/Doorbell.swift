@@ -1,0 +1,51 @@
+import NIOConcurrencyHelpers
+
+/// Wakes a sleeping task early: the scheduler sleeps until the next recipient falls due, and a newly
+/// queued message rings to cut the sleep short. Rings that arrive while nobody waits are remembered once.
+final class Doorbell: Sendable {
+    private struct State {
+        var isRung = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func ring() {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            defer { state.waiter = nil }
+            if state.waiter == nil { state.isRung = true }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when rung, when `timeout` has passed, or when the task is cancelled.
+    func wait(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { self.ring() }
+            }
+            group.addTask { await self.waitForRing() }
+            await group.next()
+            group.cancelAll()
+            self.ring()  // release the ring waiter if the timer won
+            await group.waitForAll()
+            self.state.withLockedValue { $0.isRung = false }
+        }
+    }
+
+    private func waitForRing() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLockedValue { state -> Bool in
+                if state.isRung {
+                    state.isRung = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+}

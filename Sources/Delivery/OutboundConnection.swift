@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MailQueue
+import NIOCore
+import NIOPosix
+import SMTPProtocol
+import SMTPTransport
+
+/// Timeouts for the client (RFC 5321 §4.5.3.2).
+public struct ClientTimeouts: Sendable, Hashable {
+    public var connect: Duration
+    /// Greeting, EHLO, MAIL, RCPT, RSET, QUIT: five minutes by the RFC.
+    public var command: Duration
+    /// The `354` to DATA: two minutes by the RFC.
+    public var dataInitiation: Duration
+    /// The reply after the final `.`: ten minutes by the RFC; also bounds sending the text.
+    public var dataTermination: Duration
+
+    public init(connect: Duration = .seconds(30), command: Duration = .seconds(300),
+                dataInitiation: Duration = .seconds(120), dataTermination: Duration = .seconds(600)) {
+        self.connect = connect
+        self.command = command
+        self.dataInitiation = dataInitiation
+        self.dataTermination = dataTermination
+    }
+}
+
+/// Why a host could not take a message: the reply the log and the DSN will show. Connection failures
+/// become local `4.4.1`/`4.4.2` replies, as Postfix reports them.
+public struct HostFailure: Error, Sendable {
+    public var reply: SMTPReply
+    /// `true` when the connection died before the server said anything about this transaction: a cached
+    /// connection that the server had closed, worth one more try on a fresh connection.
+    public var isStaleConnection: Bool
+
+    init(_ reply: SMTPReply, isStaleConnection: Bool = false) {
+        self.reply = reply
+        self.isStaleConnection = isStaleConnection
+    }
+}
+
+/// One client connection to a next hop, driven by the ``ClientSession`` state machine. It is used by one
+/// task at a time: a worker, or the ``ConnectionCache`` that holds it between transactions.
+final class OutboundConnection: @unchecked Sendable {
+    let relay: String
+    let key: String
+    private let channel: NIOAsyncChannel<ConnectionEvent, ByteBuffer>
+    private let gate: NIOLoopBound<ConnectionGate>
+    private var inbound: NIOAsyncChannelInboundStream<ConnectionEvent>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private var session: ClientSession
+    private var parser = ReplyParser()
+    private var pending = ByteBuffer()
+    private let timeouts: ClientTimeouts
+    private(set) var transactionCount = 0
+    private(set) var isBroken = false
+
+    var capabilities: ServerCapabilities? { session.capabilities }
+    var isReusable: Bool { !isBroken && session.isReady }
+
+    private init(relay: String, key: String, channel: NIOAsyncChannel<ConnectionEvent, ByteBuffer>, gate: NIOLoopBound<ConnectionGate>,
+                 heloName: String, timeouts: ClientTimeouts) throws {
+        self.relay = relay
+        self.key = key
+        self.channel = channel
+        self.gate = gate
+        self.timeouts = timeouts
+        self.session = ClientSession(heloName: heloName)
+        // A connection outlives the task that opened it (the cache hands it from job to job), so it cannot
+        // live inside `executeThenClose`; it owns the channel for its whole life and `close()` ends it.
+        let streams = Self.streams(of: channel)
+        self.inbound = streams.inbound.makeAsyncIterator()
+        self.outbound = streams.outbound
+    }
+
+    @available(*, deprecated, message: "the one place the connection takes its streams outside executeThenClose")
+    private static func streams(of channel: NIOAsyncChannel<ConnectionEvent, ByteBuffer>)
+        -> (inbound: NIOAsyncChannelInboundStream<ConnectionEvent>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        (channel.inbound, channel.outbound)
+    }
+
+    /// Connects, reads the greeting and says EHLO (or HELO). Throws ``HostFailure``.
+    static func open(hostName: String, address: String, port: Int, heloName: String, timeouts: ClientTimeouts) async throws -> OutboundConnection {
+        let relay = "\(hostName)[\(address)]:\(port)"
+        let target: SocketAddress
+        do {
+            target = try SocketAddress(ipAddress: address, port: port)
+        } catch {
+            throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 1), "bad address \(address)"))
+        }
+        let connected: (NIOAsyncChannel<ConnectionEvent, ByteBuffer>, NIOLoopBound<ConnectionGate>)
+        do {
+            connected = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(TimeAmount(timeouts.connect))
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connect(to: target) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let gate = ConnectionGate(timeout: TimeAmount(timeouts.command))
+                        try channel.pipeline.syncOperations.addHandler(gate)
+                        let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        return (asyncChannel, NIOLoopBound(gate, eventLoop: channel.eventLoop))
+                    }
+                }
+        } catch {
+            throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 1), "connect to \(relay): \(Self.describe(error))"))
+        }
+        let connection = try OutboundConnection(relay: relay, key: "\(address):\(port)", channel: connected.0, gate: connected.1,
+                                                heloName: heloName, timeouts: timeouts)
+        do {
+            let action = try await connection.nextReplyAction()
+            switch try await connection.perform(action, content: nil) {
+            case .ready:
+                return connection
+            case .hostFailed(let reply):
+                await connection.quit()
+                throw HostFailure(reply)
+            default:
+                await connection.close()
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): unexpected state after greeting"))
+            }
+        } catch let failure as HostFailure {
+            await connection.close()
+            throw failure
+        }
+    }
+
+    /// Runs one transaction. Returns each recipient's outcome, or throws ``HostFailure``.
+    func send(_ transaction: OutboundTransaction, content: StoredContent) async throws -> [RecipientOutcome] {
+        precondition(session.isReady)
+        transactionCount += 1
+        do {
+            switch try await perform(session.start(transaction), content: content) {
+            case .finished(let outcomes):
+                return outcomes
+            case .hostFailed(let reply):
+                await quit()
+                throw HostFailure(reply)
+            default:
+                isBroken = true
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): protocol error"))
+            }
+        } catch var failure as HostFailure {
+            isBroken = true
+            failure.isStaleConnection = failure.isStaleConnection && transactionCount > 1
+            throw failure
+        }
+    }
+
+    /// Sends QUIT, waits briefly for its reply, and closes.
+    func quit() async {
+        if !isBroken, case .send(let text) = session.quit() {
+            setTimeout(.seconds(5))
+            try? await outbound.write(ByteBuffer(string: text))
+            _ = try? await readReply()
+        }
+        await close()
+    }
+
+    func close() async {
+        isBroken = true
+        session.connectionLost()
+        outbound.finish()
+        try? await channel.channel.close()
+    }
+
+    // MARK: - The conversation
+
+    /// Performs actions until the session needs the caller: ready, finished, failed or closed.
+    private func perform(_ first: ClientSession.Action, content: StoredContent?) async throws -> ClientSession.Action {
+        var action = first
+        while true {
+            switch action {
+            case .send(let text):
+                try await write(ByteBuffer(string: text))
+                action = try await nextReplyAction()
+            case .wait:
+                action = try await nextReplyAction()
+            case .sendMessage:
+                guard let content else { preconditionFailure("message text asked for outside a transaction") }
+                setTimeout(timeouts.dataTermination)
+                try await sendText(content)
+                action = session.messageSent()
+            case .ready, .finished, .hostFailed, .close:
+                return action
+            }
+        }
+    }
+
+    private func nextReplyAction() async throws -> ClientSession.Action {
+        switch session.wait {
+        case .greeting, .command: setTimeout(timeouts.command)
+        case .dataInitiation: setTimeout(timeouts.dataInitiation)
+        case .dataTermination: setTimeout(timeouts.dataTermination)
+        }
+        return session.receive(try await readReply())
+    }
+
+    private func readReply() async throws -> SMTPReply {
+        while true {
+            do {
+                if let reply = try parser.next(&pending) { return reply }
+            } catch {
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 5, 0), "\(relay): malformed reply (\(error))"))
+            }
+            let event: ConnectionEvent?
+            do {
+                event = try await inbound.next()
+            } catch {
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): connection lost: \(Self.describe(error))"), isStaleConnection: true)
+            }
+            switch event {
+            case .bytes(var bytes):
+                pending.writeBuffer(&bytes)
+            case .timedOut:
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): timeout waiting for a reply (\(session.wait))"))
+            case .shutdown:
+                continue
+            case nil:
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): connection closed by the server"), isStaleConnection: true)
+            }
+        }
+    }
+
+    private func write(_ buffer: ByteBuffer) async throws {
+        do {
+            try await outbound.write(buffer)
+        } catch {
+            throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): connection lost while sending: \(Self.describe(error))"), isStaleConnection: true)
+        }
+    }
+
+    /// The message text, dot-stuffed, then `.` (RFC 5321 §4.5.2). A spooled message is read in pieces.
+    private func sendText(_ content: StoredContent) async throws {
+        var stuffer = DotStuffer()
+        var wire = ByteBuffer()
+        switch content {
+        case .inline(let text):
+            wire.reserveCapacity(text.readableBytes + text.readableBytes / 64 + 8)
+            stuffer.stuff(text, into: &wire)
+        case .spooled(let traceHeaders, let path):
+            stuffer.stuff(traceHeaders, into: &wire)
+            let descriptor = try await NIOThreadPool.singleton.runIfActive { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+            guard descriptor >= 0 else {
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 3, 0), "cannot read the spooled message"))
+            }
+            defer { _ = Glibc.close(descriptor) }
+            while true {
+                let chunk = try await NIOThreadPool.singleton.runIfActive { () -> ByteBuffer? in
+                    var buffer = ByteBuffer()
+                    let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64 * 1024) { bytes in
+                        max(0, read(descriptor, bytes.baseAddress, bytes.count))
+                    }
+                    return count > 0 ? buffer : nil
+                }
+                guard let chunk else { break }
+                stuffer.stuff(chunk, into: &wire)
+                try await write(wire)
+                wire.clear()
+            }
+        }
+        stuffer.finish(into: &wire)
+        try await write(wire)
+    }
+
+    private func setTimeout(_ duration: Duration) {
+        let gate = self.gate
+        channel.channel.eventLoop.execute { gate.value.setTimeout(TimeAmount(duration)) }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describe(first.error)
+        }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        if error is ChannelError { return "\(error)" }
+        return "\(error)"
+    }
+}

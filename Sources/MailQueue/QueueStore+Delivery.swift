@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+import NIOCore
+import SMTPProtocol
+
+/// The queue at work: claiming due recipients under a lease, writing results back, and removing finished
+/// messages. A lease is an owner and an expiry; claiming also moves `next_attempt_at` to the expiry, so the
+/// due-work index skips leased rows and a crashed worker's recipients fall due again by themselves.
+extension QueueStore {
+    /// Claims up to `limit` due recipients in one short transaction and groups them into jobs: one per
+    /// message and domain, at most `recipientsPerJob` recipients each.
+    public func claimDueWork(owner: String, now: Date, lease: Duration, limit: Int, recipientsPerJob: Int) async throws -> [DeliveryJob] {
+        let nowMS = now.unixMilliseconds
+        let leaseUntil = now.addingTimeInterval(TimeInterval(lease.components.seconds)).unixMilliseconds
+        return try await pool.write { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT r.id, r.message_id, r.address, r.domain, r.orcpt, r.notify, r.attempts
+                FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
+                WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= ? AND m.is_held = 0
+                ORDER BY r.next_attempt_at
+                LIMIT ?
+                """, arguments: [nowMS, limit])
+            guard !rows.isEmpty else { return [] }
+            let claim = try db.cachedStatement(sql: "UPDATE recipient SET lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?")
+            for row in rows {
+                try claim.execute(arguments: [owner, leaseUntil, leaseUntil, row["id"] as Int64])
+            }
+            var messages: [Int64: Row] = [:]
+            let messageIDs = Set(rows.map { $0["message_id"] as Int64 })
+            for id in messageIDs {
+                messages[id] = try Row.fetchOne(db, sql: "SELECT * FROM message WHERE id = ?", arguments: [id])
+            }
+            var jobs: [DeliveryJob] = []
+            var index: [String: Int] = [:]
+            for row in rows {
+                let messageID: Int64 = row["message_id"]
+                let domain: String = row["domain"]
+                guard let message = messages[messageID] else { continue }
+                let recipient = DeliveryJob.Recipient(
+                    id: row["id"], address: row["address"], originalRecipient: row["orcpt"],
+                    notify: (row["notify"] as String?).flatMap { RecipientParameters.Notify(keyword: Substring($0)) },
+                    attempts: row["attempts"]
+                )
+                let key = "\(messageID) \(domain)"
+                if let position = index[key], jobs[position].recipients.count < recipientsPerJob {
+                    jobs[position].recipients.append(recipient)
+                    continue
+                }
+                index[key] = jobs.count
+                jobs.append(Self.job(message: message, domain: domain, recipients: [recipient]))
+            }
+            return jobs
+        }
+    }
+
+    private static func job(message: Row, domain: String, recipients: [DeliveryJob.Recipient]) -> DeliveryJob {
+        var parameters = MailParameters()
+        parameters.body = (message["body_type"] as String?).flatMap(MailParameters.BodyType.init(rawValue:))
+        parameters.isSMTPUTF8 = message["is_smtputf8"]
+        parameters.dsnReturn = (message["dsn_ret"] as String?).flatMap(MailParameters.Return.init(rawValue:))
+        parameters.dsnEnvelopeID = message["dsn_envid"]
+        return DeliveryJob(
+            messageID: message["id"], queueID: message["queue_id"], reversePath: message["return_path"],
+            parameters: parameters, size: message["size"],
+            arrivedAt: Date(unixMilliseconds: message["arrived_at"]), expiresAt: Date(unixMilliseconds: message["expires_at"]),
+            delayWarnedAt: (message["delay_warned_at"] as Int64?).map(Date.init(unixMilliseconds:)),
+            spoolFile: message["spool_file"], domain: domain, recipients: recipients
+        )
+    }
+
+    /// Writes one job's results, the notifications they cause, and removes the message once every recipient
+    /// is final — all in one transaction, so a crash leaves either the old state (and the lease runs out) or
+    /// the new one. Returns whether the message left the queue.
+    @discardableResult
+    public func recordResults(
+        _ results: [RecipientResult], messageID: Int64, notifications: [IncomingMessage], markDelayWarned: Date? = nil
+    ) async throws -> Bool {
+        let (removed, spoolFile): (Bool, String?) = try await pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                UPDATE recipient SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?,
+                    last_reply = ?, last_relay = COALESCE(?, last_relay), lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = ?
+                """)
+            for result in results {
+                let state: String
+                var nextAttempt = result.attemptedAt.unixMilliseconds
+                switch result.disposition {
+                case .delivered: state = "delivered"
+                case .failed: state = "failed"
+                case .deferred(let next):
+                    state = "deferred"
+                    nextAttempt = next.unixMilliseconds
+                }
+                try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
+            }
+            for notification in notifications {
+                try self.insert(notification, in: db)
+            }
+            if let markDelayWarned {
+                try db.execute(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?", arguments: [markDelayWarned.unixMilliseconds, messageID])
+            }
+            let pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')", arguments: [messageID]) ?? 0
+            guard pending == 0 else { return (false, nil) }
+            let spoolFile = try String.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [messageID])
+            try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [messageID])
+            return (true, spoolFile)
+        }
+        if let spoolFile {
+            try? FileManager.default.removeItem(atPath: (spoolDirectory as NSString).appendingPathComponent(spoolFile))
+        }
+        return removed
+    }
+
+    /// Gives claimed recipients back without an attempt: due again now.
+    public func releaseLeases(recipientIDs: [Int64], now: Date) async throws {
+        guard !recipientIDs.isEmpty else { return }
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: "UPDATE recipient SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ? WHERE id = ?")
+            for id in recipientIDs {
+                try statement.execute(arguments: [now.unixMilliseconds, id])
+            }
+        }
+    }
+
+    /// At start-up: the leases that earlier runs on this host held are released, so that their recipients
+    /// are retried at once rather than when the leases run out.
+    public func releaseLeases(ownerPrefix: String, now: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE recipient SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?
+                WHERE lease_owner LIKE ? ESCAPE '\\'
+                """, arguments: [now.unixMilliseconds, ownerPrefix.replacingOccurrences(of: "%", with: "\\%") + "%"])
+            return db.changesCount
+        }
+    }
+
+    /// When the next recipient falls due, for the scheduler's sleep.
+    public func nextDueTime() async throws -> Date? {
+        try await pool.read { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT min(r.next_attempt_at) FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
+                WHERE r.state IN ('queued', 'deferred') AND m.is_held = 0
+                """).map(Date.init(unixMilliseconds:))
+        }
+    }
+
+    /// The stored text of a message for sending.
+    public func storedContent(messageID: Int64) async throws -> StoredContent? {
+        let row = try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id
+                WHERE m.id = ?
+                """, arguments: [messageID])
+        }
+        guard let row else { return nil }
+        let trace: Data = row["trace_headers"]
+        if let fileName: String = row["spool_file"] {
+            return .spooled(traceHeaders: ByteBuffer(bytes: trace), path: (spoolDirectory as NSString).appendingPathComponent(fileName))
+        }
+        var buffer = ByteBuffer(bytes: trace)
+        if let body: Data = row["body"] { buffer.writeBytes(body) }
+        return .inline(buffer)
+    }
+}

@@ -1,0 +1,211 @@
+import DNSResolver
+import Foundation
+import GRDB
+import MailQueue
+import PetrelConfig
+import PetrelTestSupport
+import SMTPProtocol
+import Testing
+@testable import Delivery
+
+/// The delivery engine against a real DNS server (dnsmasq on a loopback high port) and scripted SMTP
+/// servers on 127.0.0.x: routing, failover, retries, per-recipient results, expiry and bounces.
+@Suite(.serialized)
+struct DeliveryEndToEndTests {
+    /// A free port for every fake mail exchanger (`mx_port` is one port for all hosts).
+    static func freePort() throws -> Int { try DNSTestServer.freePort(ipv6: false) }
+
+    @Test func failsOverToTheNextMXByPreference() async throws {
+        let port = try Self.freePort()
+        let backup = try await FakeSMTPServer(host: "127.0.0.3", port: port)
+        defer { Task { await backup.stop() } }
+        // mx1 (127.0.0.2) has nothing listening: connection refused.
+        let dns = try DNSTestServer(records: [
+            .mx(domain: "pref.test", preference: 10, exchange: "mx1.pref.test"),
+            .mx(domain: "pref.test", preference: 20, exchange: "mx2.pref.test"),
+            .a(host: "mx1.pref.test", address: "127.0.0.2"),
+            .a(host: "mx2.pref.test", address: "127.0.0.3"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@pref.test"])
+            try await harness.waitUntil("delivery to the backup MX") { backup.messages.count == 1 }
+            let message = backup.messages[0]
+            #expect(message.mailFrom == "alice@sender.test")
+            #expect(message.recipients == ["bob@pref.test"])
+            #expect(message.text.hasPrefix("Received: from client.test\r\nFrom: <alice@sender.test>"))
+            // The stored line ".dot line" went out dot-stuffed and came back whole.
+            #expect(message.text.hasSuffix("\r\nHello.\r\n.dot line\r\n"))
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+        }
+    }
+
+    @Test func usesTheImplicitMXWhenThereIsNoMX() async throws {
+        let port = try Self.freePort()
+        let server = try await FakeSMTPServer(host: "127.0.0.4", port: port)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.a(host: "implicit.test", address: "127.0.0.4")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            try await harness.enqueue(from: "alice@sender.test", to: ["bob@implicit.test"])
+            try await harness.waitUntil("delivery to the domain's own address") { server.messages.count == 1 }
+        }
+    }
+
+    @Test func bouncesNullMXAndNXDOMAINWithADSNToTheSender() async throws {
+        let port = try Self.freePort()
+        let senderMX = try await FakeSMTPServer(host: "127.0.0.5", port: port)
+        defer { Task { await senderMX.stop() } }
+        let dns = try DNSTestServer(records: [
+            .nullMX(domain: "nullmx.test"),
+            .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"),
+            .a(host: "mx.sender.test", address: "127.0.0.5"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@nullmx.test", "carol@nx.test"])
+            try await harness.waitUntil("two bounces at the sender's MX") { senderMX.messages.count == 2 }
+            for bounce in senderMX.messages {
+                #expect(bounce.mailFrom == "")
+                #expect(bounce.recipients == ["alice@sender.test"])
+                #expect(bounce.text.contains("Content-Type: multipart/report; report-type=delivery-status"))
+                #expect(bounce.text.contains("Content-Type: message/delivery-status"))
+                #expect(bounce.text.contains("Action: failed"))
+                #expect(bounce.text.contains("Subject: test"))  // the original headers come back
+            }
+            let texts = senderMX.messages.map(\.text).joined()
+            #expect(texts.contains("Final-Recipient: rfc822; bob@nullmx.test"))
+            #expect(texts.contains("Status: 5.1.10"))
+            #expect(texts.contains("Final-Recipient: rfc822; carol@nx.test"))
+            #expect(texts.contains("Status: 5.1.2"))
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+        }
+    }
+
+    @Test func retriesA451AndDeliversLater() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.recipientReply = { _, previous in previous == 0 ? "451 4.7.1 Greylisted, try again" : "250 2.1.5 Ok" }
+        let server = try await FakeSMTPServer(host: "127.0.0.6", port: port, script: script)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.mx(domain: "grey.test", preference: 10, exchange: "mx.grey.test"), .a(host: "mx.grey.test", address: "127.0.0.6")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@grey.test"])
+            try await harness.waitUntil("the deferral") {
+                try harness.store.message(queueID: id)?.recipients.first?.state == "deferred"
+            }
+            let deferred = try #require(try harness.store.message(queueID: id)?.recipients.first)
+            #expect(deferred.attempts == 1)
+            #expect(deferred.lastReply == "451 4.7.1 Greylisted, try again")
+            #expect(deferred.lastRelay == "mx.grey.test[127.0.0.6]:\(port)")
+            try await harness.waitUntil("delivery on retry") { server.messages.count == 1 }
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+        }
+    }
+
+    @Test func oneRefusedRecipientAmongThreeIsBouncedAlone() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.recipientReply = { address, _ in address.hasPrefix("nobody") ? "550 5.1.1 <\(address)>: User unknown" : "250 2.1.5 Ok" }
+        let server = try await FakeSMTPServer(host: "127.0.0.7", port: port, script: script)
+        let senderMX = try await FakeSMTPServer(host: "127.0.0.8", port: port)
+        defer { Task { await server.stop(); await senderMX.stop() } }
+        let dns = try DNSTestServer(records: [
+            .mx(domain: "three.test", preference: 10, exchange: "mx.three.test"), .a(host: "mx.three.test", address: "127.0.0.7"),
+            .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.8"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            try await harness.enqueue(from: "alice@sender.test", to: ["a@three.test", "nobody@three.test", "c@three.test"])
+            try await harness.waitUntil("delivery and bounce") { server.messages.count == 1 && senderMX.messages.count == 1 }
+            #expect(server.messages[0].recipients == ["a@three.test", "c@three.test"])
+            let bounce = senderMX.messages[0].text
+            #expect(bounce.contains("Final-Recipient: rfc822; nobody@three.test"))
+            #expect(bounce.contains("Diagnostic-Code: smtp; 550 5.1.1 <nobody@three.test>: User unknown"))
+            #expect(bounce.contains("Remote-MTA: dns; mx.three.test"))
+            #expect(!bounce.contains("Final-Recipient: rfc822; a@three.test"))
+        }
+    }
+
+    @Test func followsTheSmarthostAndConfiguredRoutes() async throws {
+        let port = try Self.freePort()
+        let smarthost = try await FakeSMTPServer(host: "127.0.0.9", port: 0)
+        let routed = try await FakeSMTPServer(host: "127.0.0.10", port: 0)
+        defer { Task { await smarthost.stop(); await routed.stop() } }
+        let dns = try DNSTestServer(records: [.a(host: "smarthost.test", address: "127.0.0.9")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { configuration in
+            configuration.delivery.smarthost = PetrelConfiguration.HostPort(host: "smarthost.test", port: smarthost.port)
+            configuration.routes["routed.test"] = PetrelConfiguration.HostPort(host: "127.0.0.10", port: routed.port)
+        }) { harness in
+            try await harness.enqueue(from: "alice@sender.test", to: ["x@anywhere.test", "y@routed.test"])
+            try await harness.waitUntil("both deliveries") { smarthost.messages.count == 1 && routed.messages.count == 1 }
+            #expect(smarthost.messages[0].recipients == ["x@anywhere.test"])
+            #expect(routed.messages[0].recipients == ["y@routed.test"])
+        }
+    }
+
+    @Test func expiresAndBouncesWith447() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.recipientReply = { _, _ in "451 4.3.0 Temporary trouble" }
+        let server = try await FakeSMTPServer(host: "127.0.0.11", port: port, script: script)
+        let senderMX = try await FakeSMTPServer(host: "127.0.0.12", port: port)
+        defer { Task { await server.stop(); await senderMX.stop() } }
+        let dns = try DNSTestServer(records: [
+            .mx(domain: "down.test", preference: 10, exchange: "mx.down.test"), .a(host: "mx.down.test", address: "127.0.0.11"),
+            .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.12"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@down.test"]) { envelope in
+                envelope.recipients[0].parameters.originalRecipient = "rfc822;Bob+40down.test"
+            }
+            // Make the message already old: it expires at its next attempt.
+            try await harness.store.pool.write { db in
+                try db.execute(sql: "UPDATE message SET expires_at = 0 WHERE queue_id = ?", arguments: [id])
+            }
+            try await harness.waitUntil("the expiry bounce") { senderMX.messages.count == 1 }
+            let bounce = senderMX.messages[0]
+            #expect(bounce.mailFrom == "")
+            #expect(bounce.text.contains("Status: 4.4.7"))
+            #expect(bounce.text.contains("Action: failed"))
+            #expect(bounce.text.contains("Original-Recipient: rfc822; Bob@down.test"))
+            #expect(bounce.text.contains("451 4.3.0 Temporary trouble"))
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+        }
+    }
+
+    @Test func neverBouncesANullSenderMessage() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.recipientReply = { _, _ in "550 5.1.1 No such user" }
+        let server = try await FakeSMTPServer(host: "127.0.0.13", port: port, script: script)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.mx(domain: "gone.test", preference: 10, exchange: "mx.gone.test"), .a(host: "mx.gone.test", address: "127.0.0.13")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: nil, to: ["bob@gone.test"])
+            try await harness.waitUntil("the attempt") { server.commands.contains { $0.hasPrefix("RCPT") } }
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+            #expect(try harness.store.messageCount() == 0)  // no bounce was queued
+            #expect(server.commands.contains("MAIL FROM:<> SIZE=\(60 + 0)") || server.commands.contains { $0.hasPrefix("MAIL FROM:<>") })
+        }
+    }
+
+    @Test func passesDSNParametersOnAndReusesConnections() async throws {
+        let port = try Self.freePort()
+        let server = try await FakeSMTPServer(host: "127.0.0.14", port: port)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.mx(domain: "dsn.test", preference: 10, exchange: "mx.dsn.test"), .a(host: "mx.dsn.test", address: "127.0.0.14")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
+            try await harness.enqueue(from: "alice@sender.test", to: ["bob@dsn.test"]) { envelope in
+                envelope.parameters.dsnReturn = .headers
+                envelope.parameters.dsnEnvelopeID = "ENV+2B1"
+                envelope.recipients[0].parameters.notify = [.success, .failure]
+                envelope.recipients[0].parameters.originalRecipient = "rfc822;bob@dsn.test"
+            }
+            for _ in 0..<4 {
+                try await harness.enqueue(from: "alice@sender.test", to: ["carol@dsn.test"])
+            }
+            try await harness.waitUntil("five deliveries") { server.messages.count == 5 }
+            #expect(server.commands.contains { $0.hasPrefix("MAIL FROM:<alice@sender.test> SIZE=") && $0.hasSuffix(" RET=HDRS ENVID=ENV+2B1") })
+            #expect(server.commands.contains("RCPT TO:<bob@dsn.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@dsn.test"))
+            // One worker, one destination: the connection was reused.
+            #expect(server.connections < 5)
+        }
+    }
+}

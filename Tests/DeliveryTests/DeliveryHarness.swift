@@ -1,0 +1,100 @@
+import DNSResolver
+import Foundation
+import Logging
+import MailQueue
+import NIOCore
+import PetrelConfig
+import PetrelTestSupport
+import SMTPProtocol
+import ServiceLifecycle
+@testable import Delivery
+
+/// A queue, a real DNS server and the delivery engine running in a `ServiceGroup`, for end-to-end tests.
+struct DeliveryHarness {
+    let store: QueueStore
+    let committer: GroupCommitter
+    let directory: String
+
+    /// Runs `body` with the engine delivering; `configure` adjusts the configuration.
+    static func run(
+        dns: DNSTestServer,
+        mxPort: Int,
+        configure: (inout PetrelConfiguration) -> Void = { _ in },
+        _ body: (DeliveryHarness) async throws -> Void
+    ) async throws {
+        let directory = NSTemporaryDirectory() + "petrel-delivery-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = PetrelConfiguration()
+        configuration.hostname = "relay.test"
+        configuration.queue.path = directory + "/queue.sqlite"
+        configuration.delivery.dnsServers = [dns.address]
+        configuration.delivery.mxPort = mxPort
+        configuration.delivery.retryMin = .seconds(1)
+        configuration.delivery.retryMax = .seconds(2)
+        configuration.delivery.connectTimeout = .seconds(2)
+        configuration.delivery.commandTimeout = .seconds(5)
+        configuration.delivery.dataTimeout = .seconds(5)
+        configure(&configuration)
+        let store = try QueueStore.open(path: configuration.queue.path)
+        let logger = Logger(label: "delivery-test")
+        var settings = DeliverySettings(configuration)
+        settings.idlePoll = .milliseconds(200)
+        let resolver = try SystemResolver(servers: configuration.delivery.dnsServers, timeout: .seconds(1), attempts: 1)
+        let scheduler = DeliveryScheduler(store: store, settings: settings, resolver: resolver, logger: logger)
+        let committer = GroupCommitter(store: store, logger: logger, onBatch: { _ in scheduler.wake() })
+        let group = ServiceGroup(services: [committer, scheduler], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let harness = DeliveryHarness(store: store, committer: committer, directory: directory)
+            do {
+                try await body(harness)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    /// Queues a message as the inbound server would, and returns its queue id.
+    @discardableResult
+    func enqueue(from sender: String?, to recipients: [String], subject: String = "test",
+                 configure: (inout Envelope) -> Void = { _ in }) async throws -> String {
+        let queueID = QueueID.make()
+        func mailbox(_ address: String) -> Mailbox {
+            let at = address.lastIndex(of: "@")!
+            return Mailbox(localPart: String(address[..<at]), domain: String(address[address.index(after: at)...]))
+        }
+        var envelope = Envelope(
+            reversePath: sender.map(mailbox),
+            parameters: MailParameters(),
+            recipients: recipients.map { EnvelopeRecipient(mailbox: mailbox($0)) },
+            client: ClientIdentity(address: "127.0.0.1", greetingName: "client.test", protocolName: "ESMTP")
+        )
+        configure(&envelope)
+        let text = "From: <\(sender ?? "")>\r\nSubject: \(subject)\r\nMessage-ID: <\(queueID)@client.test>\r\n\r\nHello.\r\n.dot line\r\n"
+        let message = IncomingMessage(
+            queueID: queueID, envelope: envelope, traceHeaders: ByteBuffer(string: "Received: from client.test\r\n"),
+            content: .inline(ByteBuffer(string: text)), contentSize: text.utf8.count,
+            arrivedAt: Date(), expiresAt: Date().addingTimeInterval(3600)
+        )
+        try await committer.enqueue(message)
+        return queueID
+    }
+
+    /// Polls until `condition` holds, or fails after `timeout`.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessTimeout(what: what)
+    }
+}
+
+struct HarnessTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out waiting for \(what)" }
+}
