@@ -132,6 +132,11 @@ public final class DeliveryScheduler: Service, Sendable {
             return
         }
         let result = await attempt.run(job, content: content)
+        if Task.isCancelled, result.outcomes.allSatisfy({ if case .deferred = $0 { true } else { false } }) {
+            // Shutdown cut the attempt short: give the recipients back rather than count a failure.
+            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date())
+            return
+        }
         await record(result, for: job, content: content)
     }
 

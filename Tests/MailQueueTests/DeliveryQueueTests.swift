@@ -1,0 +1,95 @@
+import Foundation
+import GRDB
+import NIOCore
+import SMTPProtocol
+import Testing
+@testable import MailQueue
+
+/// Claiming under leases, writing results back, and finding due work through the index.
+struct DeliveryQueueTests {
+    @Test func twoClaimsNeverTakeTheSameRecipient() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        for _ in 0..<20 {
+            let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test", "c@y.test"])
+            try await store.pool.write { db in try store.insert(message, in: db) }
+        }
+        let now = Date().addingTimeInterval(1)
+        async let first = store.claimDueWork(owner: "host:1", now: now, lease: .seconds(600), limit: 40, recipientsPerJob: 50)
+        async let second = store.claimDueWork(owner: "host:2", now: now, lease: .seconds(600), limit: 40, recipientsPerJob: 50)
+        let (a, b) = try await (first, second)
+        let idsA = Set(a.flatMap { $0.recipients.map(\.id) })
+        let idsB = Set(b.flatMap { $0.recipients.map(\.id) })
+        #expect(idsA.isDisjoint(with: idsB))
+        #expect(idsA.count + idsB.count == 60)
+        // Grouped by message and domain.
+        #expect(a.allSatisfy { job in job.recipients.allSatisfy { $0.address.hasSuffix("@" + job.domain) } })
+        // Nothing is left to claim while the leases hold.
+        #expect(try await store.claimDueWork(owner: "host:3", now: now, lease: .seconds(600), limit: 100, recipientsPerJob: 50).isEmpty)
+        // A lease that runs out makes its recipients due again.
+        let later = now.addingTimeInterval(601)
+        #expect(try await store.claimDueWork(owner: "host:3", now: later, lease: .seconds(600), limit: 100, recipientsPerJob: 50).flatMap(\.recipients).count == 60)
+    }
+
+    @Test func releasesTheLeasesOfEarlierRunsAtStart() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message()
+        try await store.pool.write { db in try store.insert(message, in: db) }
+        let now = Date().addingTimeInterval(1)
+        let claimed = try await store.claimDueWork(owner: "relay.test:41:7", now: now, lease: .seconds(900), limit: 10, recipientsPerJob: 50)
+        #expect(claimed.count == 1)
+        #expect(try await store.releaseLeases(ownerPrefix: "other.test:", now: now) == 0)
+        #expect(try await store.releaseLeases(ownerPrefix: "relay.test:", now: now) == 1)
+        #expect(try await store.claimDueWork(owner: "relay.test:42:1", now: now, lease: .seconds(900), limit: 10, recipientsPerJob: 50).count == 1)
+    }
+
+    @Test func recordsResultsAndRemovesFinishedMessages() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test"])
+        try await store.pool.write { db in try store.insert(message, in: db) }
+        let now = Date().addingTimeInterval(1)
+        let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+        let retryAt = now.addingTimeInterval(300)
+        let removed = try await store.recordResults([
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, reply: "250 2.0.0 Ok", relay: "mx[127.0.0.2]:25", attemptedAt: now),
+            RecipientResult(recipientID: job.recipients[1].id, disposition: .deferred(nextAttemptAt: retryAt), reply: "451 4.7.1 later", relay: "mx[127.0.0.2]:25", attemptedAt: now),
+        ], messageID: job.messageID, notifications: [])
+        #expect(!removed)
+        let stored = try #require(try store.message(queueID: message.queueID))
+        #expect(stored.recipients.map(\.state) == ["delivered", "deferred"])
+        #expect(stored.recipients[1].attempts == 1)
+        #expect(stored.recipients[1].lastReply == "451 4.7.1 later")
+        #expect(stored.recipients[1].lastRelay == "mx[127.0.0.2]:25")
+        #expect(stored.recipients[1].nextAttemptAt.unixMilliseconds == retryAt.unixMilliseconds)
+        // Not due before its time; due after.
+        #expect(try await store.claimDueWork(owner: "h:1", now: now.addingTimeInterval(10), lease: .seconds(60), limit: 10, recipientsPerJob: 50).isEmpty)
+        let retry = try #require(try await store.claimDueWork(owner: "h:1", now: retryAt, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+        let bounce = QueueDatabaseTests.message(recipients: ["a@b.test"])
+        #expect(try await store.recordResults([
+            RecipientResult(recipientID: retry.recipients[0].id, disposition: .failed, reply: "550 5.1.1 no", relay: nil, attemptedAt: retryAt),
+        ], messageID: retry.messageID, notifications: [bounce]))
+        #expect(try store.message(queueID: message.queueID) == nil)
+        #expect(try store.message(queueID: bounce.queueID) != nil)
+    }
+
+    @Test func dueWorkIsFoundThroughTheIndex() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let plan = try await store.pool.read { db in
+            try Row.fetchAll(db, sql: """
+                EXPLAIN QUERY PLAN
+                SELECT r.id FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
+                WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= 0 AND m.is_held = 0
+                ORDER BY r.next_attempt_at LIMIT 10
+                """).map { $0["detail"] as String }
+        }
+        #expect(plan.contains { $0.contains("USING INDEX recipient_due (next_attempt_at<?)") })
+        #expect(!plan.contains { $0.contains("TEMP B-TREE") })
+    }
+}
