@@ -37,6 +37,18 @@ extension PetrelConfiguration {
                 configuration.inbound.bareLineEndings = policy
                 return ()
             }
+            try inbound.list("submission_listen") { values in
+                let addresses = values.compactMap(ListenAddress.init)
+                guard addresses.count == values.count else { return nil }
+                configuration.inbound.submissionListen = addresses
+                return ()
+            }
+            try inbound.list("submissions_listen") { values in
+                let addresses = values.compactMap(ListenAddress.init)
+                guard addresses.count == values.count else { return nil }
+                configuration.inbound.submissionsListen = addresses
+                return ()
+            }
         }
         try reader.table("access") { access in
             try access.list("client_networks") { values in
@@ -88,8 +100,64 @@ extension PetrelConfiguration {
             try delivery.duration("connect_timeout", allowZero: false) { configuration.delivery.connectTimeout = $0 }
             try delivery.duration("command_timeout", allowZero: false) { configuration.delivery.commandTimeout = $0 }
             try delivery.duration("data_timeout", allowZero: false) { configuration.delivery.dataTimeout = $0 }
+            try delivery.string("tls") { value in
+                guard let policy = TLSPolicy(rawValue: value) else { return nil }
+                configuration.delivery.tls = policy
+                return ()
+            }
+            try delivery.string("smarthost_tls") { value in
+                guard let policy = TLSPolicy(rawValue: value) else { return nil }
+                configuration.delivery.smarthostTLS = policy
+                return ()
+            }
+            try delivery.string("smarthost_user") { value in
+                configuration.delivery.smarthostUser = value.isEmpty ? nil : value
+                return ()
+            }
+            try delivery.string("smarthost_password_file") { value in
+                configuration.delivery.smarthostPasswordFile = value.isEmpty ? nil : value
+                return ()
+            }
             if configuration.delivery.retryMax < configuration.delivery.retryMin {
                 throw delivery.error("retry_max", "must not be shorter than retry_min")
+            }
+        }
+        try reader.table("tls") { tls in
+            try tls.string("certificate") { value in
+                configuration.tls.certificate = value.isEmpty ? nil : value
+                return ()
+            }
+            try tls.string("key") { value in
+                configuration.tls.key = value.isEmpty ? nil : value
+                return ()
+            }
+            if (configuration.tls.certificate == nil) != (configuration.tls.key == nil) {
+                throw tls.error(configuration.tls.certificate == nil ? "certificate" : "key", "certificate and key must be given together")
+            }
+        }
+        try reader.table("auth") { auth in
+            try auth.string("users_file") { value in
+                guard !value.isEmpty else { return nil }
+                configuration.auth.usersFile = value
+                return ()
+            }
+        }
+        try reader.table("metrics") { metrics in
+            try metrics.string("listen") { value in
+                if value.isEmpty {
+                    configuration.metrics.listen = nil
+                    return ()
+                }
+                guard let address = ListenAddress(value) else { return nil }
+                configuration.metrics.listen = address
+                return ()
+            }
+        }
+        try reader.table("log") { log in
+            try log.string("format") { value in
+                guard let format = Log.Format(rawValue: value) else { return nil }
+                configuration.log.format = format
+                return ()
             }
         }
         try reader.anyTable("routes") { key, value in

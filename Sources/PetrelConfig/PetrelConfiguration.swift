@@ -16,6 +16,40 @@ public struct PetrelConfiguration: Sendable, Equatable {
         public var dataTimeout: Duration = .seconds(600)
         public var maxReceivedHeaders = 100
         public var bareLineEndings: DataDecoder.LineEndingPolicy = .reject
+        /// RFC 6409 submission listeners: STARTTLS, then AUTH, before MAIL. Empty: none.
+        public var submissionListen: [ListenAddress] = []
+        /// RFC 8314 implicit-TLS submission listeners. Empty: none.
+        public var submissionsListen: [ListenAddress] = []
+    }
+
+    public struct TLS: Sendable, Equatable {
+        /// PEM certificate chain; with `key`, STARTTLS is offered.
+        public var certificate: String?
+        public var key: String?
+        public var isConfigured: Bool { certificate != nil && key != nil }
+    }
+
+    public struct Auth: Sendable, Equatable {
+        public var usersFile = "petrel-data/users"
+    }
+
+    /// How the client uses TLS toward a next hop.
+    public enum TLSPolicy: String, Sendable, Equatable {
+        case none
+        /// RFC 7435: encrypt when offered, without checking the certificate.
+        case opportunistic
+        /// Never send in plaintext; verify the certificate against the system trust store.
+        case required
+    }
+
+    public struct Metrics: Sendable, Equatable {
+        /// `ip:port` for `/metrics` and `/healthz`; `nil`: no metrics listener.
+        public var listen: ListenAddress?
+    }
+
+    public struct Log: Sendable, Equatable {
+        public enum Format: String, Sendable, Equatable { case human, json }
+        public var format = Format.human
     }
 
     public struct Access: Sendable, Equatable {
@@ -85,6 +119,14 @@ public struct PetrelConfiguration: Sendable, Equatable {
         public var commandTimeout: Duration = .seconds(300)
         /// RFC 5321 §4.5.3.2.6: ten minutes for the reply to the end of data.
         public var dataTimeout: Duration = .seconds(600)
+        public var tls = TLSPolicy.opportunistic
+        /// `nil`: `required` when `smarthostUser` is set, else `opportunistic`.
+        public var smarthostTLS: TLSPolicy?
+        public var smarthostUser: String?
+        public var smarthostPasswordFile: String?
+
+        /// The policy toward the smarthost: credentials never travel in plaintext.
+        public var effectiveSmarthostTLS: TLSPolicy { smarthostTLS ?? (smarthostUser != nil ? .required : .opportunistic) }
     }
 
     public var hostname: String = PetrelConfiguration.systemHostname()
@@ -92,6 +134,10 @@ public struct PetrelConfiguration: Sendable, Equatable {
     public var access = Access()
     public var queue = Queue()
     public var delivery = Delivery()
+    public var tls = TLS()
+    public var auth = Auth()
+    public var metrics = Metrics()
+    public var log = Log()
     /// Per-domain next hops, ahead of the smarthost and MX: lowercased domain → host:port.
     public var routes: [String: HostPort] = [:]
     /// The file this came from, or `nil` for the embedded defaults.
@@ -112,7 +158,12 @@ public struct PetrelConfiguration: Sendable, Equatable {
         }
         var configuration = try parse(toml: text, file: file)
         let folder = (file as NSString).deletingLastPathComponent
-        configuration.queue.path = resolve(configuration.queue.path, against: folder.isEmpty ? "." : folder)
+        let base = folder.isEmpty ? "." : folder
+        configuration.queue.path = resolve(configuration.queue.path, against: base)
+        configuration.auth.usersFile = resolve(configuration.auth.usersFile, against: base)
+        configuration.tls.certificate = configuration.tls.certificate.map { resolve($0, against: base) }
+        configuration.tls.key = configuration.tls.key.map { resolve($0, against: base) }
+        configuration.delivery.smarthostPasswordFile = configuration.delivery.smarthostPasswordFile.map { resolve($0, against: base) }
         configuration.sourceFile = file
         return configuration
     }

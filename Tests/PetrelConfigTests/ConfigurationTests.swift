@@ -144,6 +144,42 @@ struct ConfigurationTests {
         #expect(configuration.sourceFile == file)
     }
 
+    @Test func readsTLSAuthMetricsAndLogKeys() throws {
+        let text = """
+        [inbound]
+        submission_listen = ["127.0.0.1:2587"]
+        submissions_listen = ["[::1]:2465"]
+        [tls]
+        certificate = "/etc/petrel/tls/fullchain.pem"
+        key = "/etc/petrel/tls/privkey.pem"
+        [auth]
+        users_file = "/etc/petrel/users"
+        [delivery]
+        tls = "required"
+        smarthost_user = "relay"
+        smarthost_password_file = "/etc/petrel/smarthost.password"
+        [metrics]
+        listen = "127.0.0.1:9025"
+        [log]
+        format = "json"
+        """
+        let configuration = try PetrelConfiguration.parse(toml: text, file: "f.toml")
+        #expect(configuration.inbound.submissionListen.map(\.description) == ["127.0.0.1:2587"])
+        #expect(configuration.inbound.submissionsListen.map(\.description) == ["[::1]:2465"])
+        #expect(configuration.tls.isConfigured)
+        #expect(configuration.auth.usersFile == "/etc/petrel/users")
+        #expect(configuration.delivery.tls == .required)
+        #expect(configuration.delivery.smarthostTLS == nil)
+        // Credentials never travel in plaintext: required is the default once a user is set.
+        #expect(configuration.delivery.effectiveSmarthostTLS == .required)
+        #expect(configuration.delivery.smarthostPasswordFile == "/etc/petrel/smarthost.password")
+        #expect(configuration.metrics.listen?.description == "127.0.0.1:9025")
+        #expect(configuration.log.format == .json)
+        #expect(PetrelConfiguration().delivery.effectiveSmarthostTLS == .opportunistic)
+        #expect(throws: ConfigurationError.self) { try PetrelConfiguration.parse(toml: "[tls]\ncertificate = \"a.pem\"", file: "f.toml") }
+        #expect(throws: ConfigurationError.self) { try PetrelConfiguration.parse(toml: "[delivery]\ntls = \"maybe\"", file: "f.toml") }
+    }
+
     static let durations: [(String, Duration?)] = [("30s", .seconds(30)), ("5m", .seconds(300)), ("4h", .seconds(14400)), ("5d", .seconds(432000)), ("0", .zero), ("5", nil), ("m", nil), ("-5m", nil), ("5w", nil)]
 
     @Test(arguments: durations)
