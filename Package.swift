@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
@@ -35,8 +36,11 @@ let package = Package(
             ],
             resources: [
                 .embedInCode("migrations/0001_queue.sql"),
+                .embedInCode("migrations/0002_queue_admin.sql"),
             ]
         ),
+        // The system's libcrypt (libxcrypt): yescrypt password hashes for SMTP AUTH users.
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
         // glibc's resolver library (res_nquery, ns_initparse, ns_parserr).
         .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
         // DNS lookups (MX, A, AAAA) through the system resolver library, cached for their TTL.
@@ -60,13 +64,27 @@ let package = Package(
         // SwiftNIO glue shared by the server and the client: the connection gate (timeouts, shutdown).
         .target(
             name: "SMTPTransport",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // SMTP AUTH users: the users file and yescrypt password hashes.
+        .target(
+            name: "Authentication",
+            dependencies: [
+                "CCrypt",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         // The SwiftNIO layer and the inbound `Service`.
         .target(
             name: "InboundServer",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -80,6 +98,7 @@ let package = Package(
             name: "Delivery",
             dependencies: [
                 "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "DNSResolver",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -90,8 +109,9 @@ let package = Package(
         .executableTarget(
             name: "petrel",
             dependencies: [
-                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver",
+                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -106,6 +126,7 @@ let package = Package(
         .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
+        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication"]),
         .testTarget(
             name: "DeliveryTests",
             dependencies: [

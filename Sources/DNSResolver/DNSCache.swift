@@ -71,7 +71,7 @@ final class DNSCache: Sendable {
     /// When the cache is full, expired entries go first, then those closest to expiring, a tenth of the
     /// capacity at a time so that a full cache does not rescan on every insertion.
     func store(_ answer: Answer, for key: Key, timeToLive: Duration) {
-        guard self.capacity > 0, timeToLive > .seconds(100) else { return }
+        guard self.capacity > 0, timeToLive > .zero else { return }
         let now = self.now()
         let entry = Entry(answer: answer, expires: now + timeToLive)
         let capacity = self.capacity

@@ -87,11 +87,13 @@ func blockingQuery(name: String, type: RecordType, configuration: ResolverConfig
             return QueryAnswer(answer: .nonexistentDomain, timeToLive: nil)
         case NO_DATA:
             // NOERROR without answers: the name exists but has no such records (RFC 2308 §2.2).
-            return QueryAnswer(answer: .nonexistentDomain, timeToLive: nil)
+            return QueryAnswer(answer: .noRecords, timeToLive: nil)
         case TRY_AGAIN:
-            throw failure("no answer from the name servers, or SERVFAIL (TRY_AGAIN)")
+            // res_send moves on from SERVFAIL and REFUSED answers as from silent servers: when no server
+            // answered usefully, res_nquery reports TRY_AGAIN.
+            throw failure("no usable answer from the name servers: timeout, SERVFAIL or REFUSED (TRY_AGAIN)")
         case NO_RECOVERY:
-            throw failure("the name servers refused or could not process the query (NO_RECOVERY)")
+            throw failure("the name servers could not process the query (NO_RECOVERY: FORMERR or NOTIMP)")
         case let code:
             throw failure("resolver error (h_errno \(code), errno \(errno))")
         }

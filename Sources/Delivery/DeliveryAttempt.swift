@@ -1,4 +1,7 @@
+import Foundation
 import MailQueue
+import NIOConcurrencyHelpers
+import PetrelConfig
 import SMTPProtocol
 
 /// One attempt at one job: find the route, then try its hosts and their addresses in order until one
@@ -10,6 +13,8 @@ struct DeliveryAttempt {
         /// `host[ip]:port` of the server that answered the transaction, if any.
         var relay: String?
         var remoteSupportsDSN: Bool
+        /// The TLS version of the session that carried the transaction, `nil` for plaintext.
+        var tls: String? = nil
     }
 
     let router: Router
@@ -18,6 +23,29 @@ struct DeliveryAttempt {
     let timeouts: ClientTimeouts
     /// Connections attempted per delivery, over all hosts and addresses.
     let maximumConnections: Int
+    let tlsPolicy: PetrelConfiguration.TLSPolicy
+    let smarthostTLSPolicy: PetrelConfiguration.TLSPolicy
+    let smarthostCredentials: ClientSession.Security.Credentials?
+    let opportunisticTLS: ClientTLS?
+    let verifiedTLS: ClientTLS?
+    /// Hosts whose TLS handshake failed lately: under opportunistic TLS they get plaintext for a while.
+    let tlsFailures: TLSFailureMemory
+    var log: @Sendable (String) -> Void = { _ in }
+
+    /// What this route asks of TLS and AUTH.
+    func security(for kind: Route.Kind, key: String) -> (ClientSession.Security, ClientTLS?) {
+        let policy = kind == .smarthost ? smarthostTLSPolicy : tlsPolicy
+        let credentials = kind == .smarthost ? smarthostCredentials : nil
+        switch policy {
+        case .none:
+            return (ClientSession.Security(credentials: credentials), nil)
+        case .opportunistic:
+            let usesTLS = !tlsFailures.recentlyFailed(key)
+            return (ClientSession.Security(usesTLS: usesTLS, credentials: credentials), opportunisticTLS)
+        case .required:
+            return (ClientSession.Security(requiresTLS: true, credentials: credentials), verifiedTLS)
+        }
+    }
 
     func run(_ job: DeliveryJob, content: StoredContent) async -> Result {
         let route: Route
@@ -45,15 +73,27 @@ struct DeliveryAttempt {
             for address in host.addresses {
                 guard connectionsTried < maximumConnections else { break hosts }
                 connectionsTried += 1
+                let key = "\(address):\(host.port)"
                 do {
-                    let (connection, outcomes) = try await transact(transaction, content: content, host: host, address: address)
-                    let relay = connection.relay
-                    let supportsDSN = connection.capabilities?.supportsDSN ?? false
+                    let (connection, outcomes) = try await transact(transaction, content: content, host: host, address: address, kind: route.kind)
+                    let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false,
+                                        tls: connection.tlsVersion)
                     await cache.park(connection)
-                    return Result(outcomes: outcomes, relay: relay, remoteSupportsDSN: supportsDSN)
+                    return result
                 } catch let failure as HostFailure {
                     lastFailure = failure.reply
                     lastRelay = "\(host.name)[\(address)]:\(host.port)"
+                    let (security, _) = self.security(for: route.kind, key: key)
+                    if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
+                        // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
+                        tlsFailures.remember(key)
+                        log("\(job.queueID): TLS handshake with \(lastRelay!) failed (\(failure.reply)); retrying in plaintext")
+                        if let (connection, outcomes) = try? await transact(transaction, content: content, host: host, address: address, kind: route.kind) {
+                            let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false)
+                            await cache.park(connection)
+                            return result
+                        }
+                    }
                 } catch {
                     lastFailure = SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(error)")
                 }
@@ -67,7 +107,7 @@ struct DeliveryAttempt {
 
     /// A transaction on a cached connection when there is one (retried once on a fresh connection if the
     /// cached one turns out dead), else on a new one.
-    private func transact(_ transaction: OutboundTransaction, content: StoredContent, host: Route.Host, address: String)
+    private func transact(_ transaction: OutboundTransaction, content: StoredContent, host: Route.Host, address: String, kind: Route.Kind)
         async throws -> (OutboundConnection, [RecipientOutcome]) {
         if let cached = await cache.take("\(address):\(host.port)") {
             do {
@@ -76,13 +116,39 @@ struct DeliveryAttempt {
                 await cached.close()
             }
         }
+        let (security, tls) = self.security(for: kind, key: "\(address):\(host.port)")
         let connection = try await OutboundConnection.open(hostName: host.name, address: address, port: host.port,
-                                                           heloName: heloName, timeouts: timeouts)
+                                                           heloName: heloName, timeouts: timeouts, security: security, tls: tls)
         do {
             return (connection, try await connection.send(transaction, content: content))
         } catch {
             await connection.close()
             throw error
+        }
+    }
+}
+
+/// Remembers, for an hour, the hosts whose TLS handshake failed.
+final class TLSFailureMemory: Sendable {
+    private let failures = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    let duration: Duration
+
+    init(duration: Duration = .seconds(3600)) {
+        self.duration = duration
+    }
+
+    func remember(_ key: String) {
+        failures.withLockedValue { $0[key] = .now }
+    }
+
+    func recentlyFailed(_ key: String) -> Bool {
+        failures.withLockedValue { failures in
+            guard let since = failures[key] else { return false }
+            if ContinuousClock.now - since > duration {
+                failures[key] = nil
+                return false
+            }
+            return true
         }
     }
 }

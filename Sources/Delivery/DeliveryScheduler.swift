@@ -32,7 +32,14 @@ public final class DeliveryScheduler: Service, Sendable {
         self.owner = "\(settings.hostname):\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
         self.dispatcher = JobDispatcher(capacity: settings.workers * 2, maximumPerDomain: settings.maximumConnectionsPerDomain)
         let router = Router(routes: settings.routes, smarthost: settings.smarthost, mxPort: settings.mxPort, resolver: resolver)
-        self.attempt = DeliveryAttempt(router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5)
+        var attempt = DeliveryAttempt(
+            router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
+            tlsPolicy: settings.tls, smarthostTLSPolicy: settings.smarthostTLS, smarthostCredentials: settings.smarthostCredentials,
+            opportunisticTLS: try? ClientTLS.opportunistic(), verifiedTLS: try? ClientTLS.verified(trustRoots: settings.trustRoots),
+            tlsFailures: TLSFailureMemory()
+        )
+        attempt.log = { [logger] line in logger.notice("\(line)") }
+        self.attempt = attempt
         self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
     }
 
@@ -194,7 +201,8 @@ public final class DeliveryScheduler: Service, Sendable {
             results.append(RecipientResult(recipientID: recipient.id, disposition: disposition, reply: "\(reply)", relay: result.relay, attemptedAt: now))
             let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
             let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
-            logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts), dsn=\(dsn), status=\(status) (\(reply))")
+            let tls = result.tls.map { ", tls=\($0)" } ?? ""
+            logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(dsn), status=\(status) (\(reply))")
         }
 
         var notices: [IncomingMessage] = []

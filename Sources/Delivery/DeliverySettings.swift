@@ -1,4 +1,5 @@
 import PetrelConfig
+import SMTPProtocol
 
 /// The part of the configuration the delivery engine uses.
 public struct DeliverySettings: Sendable {
@@ -14,6 +15,12 @@ public struct DeliverySettings: Sendable {
     public var routes: [String: PetrelConfiguration.HostPort]
     public var smarthost: PetrelConfiguration.HostPort?
     public var mxPort: Int
+    public var tls: PetrelConfiguration.TLSPolicy
+    public var smarthostTLS: PetrelConfiguration.TLSPolicy
+    /// The smarthost's AUTH credentials, the password read from `smarthost_password_file`.
+    public var smarthostCredentials: ClientSession.Security.Credentials?
+    /// A CA file to trust instead of the system store when verifying (tests, private CAs); `nil`: the system's.
+    public var trustRoots: String?
     /// How long a claimed recipient stays leased: a crashed worker's recipients fall due again after it.
     public var lease: Duration = .seconds(15 * 60)
     /// The longest the scheduler sleeps before it looks at the queue again.
@@ -37,5 +44,28 @@ public struct DeliverySettings: Sendable {
         routes = configuration.routes
         smarthost = configuration.delivery.smarthost
         mxPort = delivery.mxPort
+        tls = delivery.tls
+        smarthostTLS = delivery.effectiveSmarthostTLS
+        smarthostCredentials = nil
     }
+
+    /// Reads the smarthost password file (its first line) when a smarthost user is configured.
+    public mutating func loadSmarthostCredentials(_ configuration: PetrelConfiguration) throws {
+        guard let user = configuration.delivery.smarthostUser else { return }
+        guard let file = configuration.delivery.smarthostPasswordFile else {
+            throw SettingsError(description: "delivery.smarthost_password_file: required when smarthost_user is set")
+        }
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw SettingsError(description: "delivery.smarthost_password_file: cannot read \(file)")
+        }
+        let password = String(text.prefix { $0 != "\n" && $0 != "\r" })
+        smarthostCredentials = .init(user: user, password: password)
+    }
+}
+
+public struct SettingsError: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -6,41 +6,18 @@ import SMTPProtocol
 
 /// Makes the delivery status notifications (RFC 3464) the engine sends: bounces, delay warnings and
 /// "relayed" notices. A notification is queued like any message, with the null reverse path (RFC 5321
-/// §4.5.5), so that it can never itself be bounced.
+/// §4.5.5), so that it can never itself be bounced; the message itself is made by `SenderNotification`
+/// in MailQueue, which the operator's `petrel queue bounce` shares.
 struct NotificationFactory: Sendable {
     let hostname: String
     let lifetime: Duration
 
     func make(for job: DeliveryJob, statuses: [RecipientDeliveryStatus], original: ByteBuffer, now: Date) -> IncomingMessage? {
-        guard !job.isNotification, !statuses.isEmpty, let returnPath = Self.mailbox(job.reversePath) else { return nil }
-        let queueID = QueueID.make(at: now)
-        let seconds = Int64(now.timeIntervalSince1970)
-        let notification = DeliveryStatusNotification(
-            reportingMTA: hostname,
-            envelopeID: job.parameters.dsnEnvelopeID,
-            arrivalSeconds: Int64(job.arrivedAt.timeIntervalSince1970),
-            recipientOfReport: job.reversePath,
-            recipients: statuses,
-            originalMessage: original,
-            returnsFullMessage: job.parameters.dsnReturn == .full,
-            messageID: "\(queueID)@\(hostname)",
-            dateSeconds: seconds,
-            boundary: "\(queueID).\(UInt32.random(in: 0...UInt32.max))/\(hostname)"
-        )
-        let text = notification.render()
-        var parameters = MailParameters()
-        if notification.requires8BitMIME { parameters.body = .eightBitMIME }
-        parameters.isSMTPUTF8 = returnPath.requiresSMTPUTF8
-        let envelope = Envelope(
-            reversePath: nil,
-            parameters: parameters,
-            recipients: [EnvelopeRecipient(mailbox: returnPath)],
-            client: ClientIdentity(address: "127.0.0.1", greetingName: hostname, protocolName: "local")
-        )
-        return IncomingMessage(
-            queueID: queueID, envelope: envelope, traceHeaders: ByteBuffer(), content: .inline(text),
-            contentSize: text.readableBytes, arrivedAt: now,
-            expiresAt: now.addingTimeInterval(TimeInterval(lifetime.components.seconds))
+        guard !job.isNotification else { return nil }
+        return SenderNotification(reportingMTA: hostname, lifetime: TimeInterval(lifetime.components.seconds)).make(
+            reversePath: job.reversePath, envelopeID: job.parameters.dsnEnvelopeID,
+            returnsFullMessage: job.parameters.dsnReturn == .full, arrivedAt: job.arrivedAt,
+            statuses: statuses, original: original, now: now
         )
     }
 
@@ -68,8 +45,7 @@ struct NotificationFactory: Sendable {
     }
 
     static func mailbox(_ address: String) -> Mailbox? {
-        guard let at = address.lastIndex(of: "@"), at != address.startIndex else { return nil }
-        return Mailbox(localPart: String(address[..<at]), domain: String(address[address.index(after: at)...]))
+        SenderNotification.mailbox(address)
     }
 
     /// The whole stored text of a message, for inclusion in a notification.

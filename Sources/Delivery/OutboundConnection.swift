@@ -4,6 +4,8 @@ import Glibc
 import MailQueue
 import NIOCore
 import NIOPosix
+import NIOSSL
+import PetrelConfig
 import SMTPProtocol
 import SMTPTransport
 
@@ -33,10 +35,13 @@ public struct HostFailure: Error, Sendable {
     /// `true` when the connection died before the server said anything about this transaction: a cached
     /// connection that the server had closed, worth one more try on a fresh connection.
     public var isStaleConnection: Bool
+    /// `true` when the TLS handshake failed: under opportunistic TLS the next try goes in plaintext.
+    public var isTLSFailure: Bool
 
-    init(_ reply: SMTPReply, isStaleConnection: Bool = false) {
+    init(_ reply: SMTPReply, isStaleConnection: Bool = false, isTLSFailure: Bool = false) {
         self.reply = reply
         self.isStaleConnection = isStaleConnection
+        self.isTLSFailure = isTLSFailure
     }
 }
 
@@ -53,6 +58,10 @@ final class OutboundConnection: @unchecked Sendable {
     private var parser = ReplyParser()
     private var pending = ByteBuffer()
     private let timeouts: ClientTimeouts
+    private let tls: ClientTLS?
+    private let hostName: String
+    /// The TLS version once encrypted, as `TLSv1.3`.
+    private(set) var tlsVersion: String?
     private(set) var transactionCount = 0
     private(set) var isBroken = false
 
@@ -60,13 +69,15 @@ final class OutboundConnection: @unchecked Sendable {
     var isReusable: Bool { !isBroken && session.isReady }
 
     private init(relay: String, key: String, channel: NIOAsyncChannel<ConnectionEvent, ByteBuffer>, gate: NIOLoopBound<ConnectionGate>,
-                 heloName: String, timeouts: ClientTimeouts) throws {
+                 heloName: String, hostName: String, timeouts: ClientTimeouts, security: ClientSession.Security, tls: ClientTLS?) throws {
         self.relay = relay
+        self.hostName = hostName
+        self.tls = tls
         self.key = key
         self.channel = channel
         self.gate = gate
         self.timeouts = timeouts
-        self.session = ClientSession(heloName: heloName)
+        self.session = ClientSession(heloName: heloName, security: security)
         // A connection outlives the task that opened it (the cache hands it from job to job), so it cannot
         // live inside `executeThenClose`; it owns the channel for its whole life and `close()` ends it.
         let streams = Self.streams(of: channel)
@@ -81,7 +92,8 @@ final class OutboundConnection: @unchecked Sendable {
     }
 
     /// Connects, reads the greeting and says EHLO (or HELO). Throws ``HostFailure``.
-    static func open(hostName: String, address: String, port: Int, heloName: String, timeouts: ClientTimeouts) async throws -> OutboundConnection {
+    static func open(hostName: String, address: String, port: Int, heloName: String, timeouts: ClientTimeouts,
+                     security: ClientSession.Security = .plaintext, tls: ClientTLS? = nil) async throws -> OutboundConnection {
         let relay = "\(hostName)[\(address)]:\(port)"
         let target: SocketAddress
         do {
@@ -106,7 +118,7 @@ final class OutboundConnection: @unchecked Sendable {
             throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 1), "connect to \(relay): \(Self.describe(error))"))
         }
         let connection = try OutboundConnection(relay: relay, key: "\(address):\(port)", channel: connected.0, gate: connected.1,
-                                                heloName: heloName, timeouts: timeouts)
+                                                heloName: heloName, hostName: hostName, timeouts: timeouts, security: security, tls: tls)
         do {
             let action = try await connection.nextReplyAction()
             switch try await connection.perform(action, content: nil) {
@@ -181,8 +193,51 @@ final class OutboundConnection: @unchecked Sendable {
                 setTimeout(timeouts.dataTermination)
                 try await sendText(content)
                 action = session.messageSent()
+            case .startTLS:
+                try await handshake()
+                action = session.tlsEstablished()
             case .ready, .finished, .hostFailed, .close:
                 return action
+            }
+        }
+    }
+
+    /// RFC 3207: adds the TLS handler in front of the gate and waits for the handshake.
+    private func handshake() async throws {
+        guard let tls else {
+            throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): STARTTLS without a TLS context"), isTLSFailure: true)
+        }
+        let gate = self.gate
+        let hostName = self.hostName
+        do {
+            try await channel.channel.eventLoop.submit {
+                let handler = try NIOSSLClientHandler(context: tls.context, serverHostname: tls.verifiesCertificate && IPAddress(hostName) == nil ? hostName : nil)
+                try gate.value.startTLS(handler)
+            }.get()
+        } catch {
+            throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): cannot start TLS: \(error)"), isTLSFailure: true)
+        }
+        setTimeout(timeouts.command)
+        while true {
+            let event: ConnectionEvent?
+            do {
+                event = try await inbound.next()
+            } catch {
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): TLS handshake failed: \(Self.describe(error))"), isTLSFailure: true)
+            }
+            switch event {
+            case .tlsEstablished(let version):
+                tlsVersion = version
+                pending.clear()
+                return
+            case .tlsFailed(let reason):
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): TLS handshake failed: \(reason)"), isTLSFailure: true)
+            case .timedOut:
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): timeout in the TLS handshake"), isTLSFailure: true)
+            case nil:
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): connection closed in the TLS handshake"), isTLSFailure: true)
+            case .bytes, .shutdown:
+                continue
             }
         }
     }
@@ -214,8 +269,10 @@ final class OutboundConnection: @unchecked Sendable {
                 pending.writeBuffer(&bytes)
             case .timedOut:
                 throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): timeout waiting for a reply (\(session.wait))"))
-            case .shutdown:
+            case .shutdown, .tlsEstablished:
                 continue
+            case .tlsFailed(let reason):
+                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "\(relay): TLS failure: \(reason)"), isTLSFailure: true)
             case nil:
                 throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 2), "\(relay): connection closed by the server"), isStaleConnection: true)
             }

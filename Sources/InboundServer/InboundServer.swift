@@ -1,8 +1,10 @@
+import Authentication
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PetrelConfig
 import SMTPProtocol
 import SMTPTransport
@@ -16,7 +18,9 @@ import ServiceLifecycle
 /// message is durable) before it is told.
 public final class InboundServer: Service, Sendable {
     private let settings: NIOLockedValueBox<InboundSettings>
-    private let listenAddresses: [ListenAddress]
+    private let listenAddresses: [(ListenAddress, ListenerKind)]
+    private let tlsContext: NIOLockedValueBox<NIOSSLContext?>
+    private let authenticator: Authenticator?
     private let committer: GroupCommitter
     private let logger: Logger
     private let group: any EventLoopGroup
@@ -30,11 +34,19 @@ public final class InboundServer: Service, Sendable {
         var isShuttingDown = false
     }
 
+    /// - Parameters:
+    ///   - tlsContext: the server TLS context when a certificate is configured (``makeTLSContext(_:)``).
+    ///   - authenticator: the SMTP AUTH users, when there is a users file.
     public init(configuration: PetrelConfiguration, committer: GroupCommitter, logger: Logger,
+                tlsContext: NIOSSLContext? = nil, authenticator: Authenticator? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         let settings = InboundSettings(configuration)
         self.settings = NIOLockedValueBox(settings)
-        self.listenAddresses = configuration.inbound.listen
+        self.listenAddresses = configuration.inbound.listen.map { ($0, .relay) }
+            + configuration.inbound.submissionListen.map { ($0, .submission) }
+            + configuration.inbound.submissionsListen.map { ($0, .submissions) }
+        self.tlsContext = NIOLockedValueBox(tlsContext)
+        self.authenticator = authenticator
         self.committer = committer
         self.logger = logger
         self.group = group
@@ -46,6 +58,22 @@ public final class InboundServer: Service, Sendable {
     /// The addresses the listeners are bound to, once they are (port 0 becomes a real port).
     public func listeningAddresses() async throws -> [SocketAddress] {
         try await listeningPromise.futureResult.get()
+    }
+
+    /// Loads the certificate chain and key for TLS 1.2 and 1.3 (RFC 8996 retires the older versions).
+    public static func makeTLSContext(_ configuration: PetrelConfiguration) throws -> NIOSSLContext? {
+        guard let certificate = configuration.tls.certificate, let key = configuration.tls.key else { return nil }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        )
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    /// Applies a new TLS context to the connections that open from now on (a reload).
+    public func update(tlsContext: NIOSSLContext?) {
+        self.tlsContext.withLockedValue { $0 = tlsContext }
     }
 
     /// Applies a new configuration to the connections that open from now on.
@@ -95,7 +123,11 @@ public final class InboundServer: Service, Sendable {
     private func bindListeners() async throws -> [NIOAsyncChannel<AcceptedConnection, Never>] {
         var listeners: [NIOAsyncChannel<AcceptedConnection, Never>] = []
         let commandTimeout = settings.withLockedValue { $0.commandTimeout }
-        for address in listenAddresses {
+        let tlsContext = self.tlsContext
+        for (address, kind) in listenAddresses {
+            if kind == .submissions && tlsContext.withLockedValue({ $0 }) == nil {
+                throw ListenerError(description: "\(address): submissions_listen needs [tls] certificate and key")
+            }
             let listener = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -103,12 +135,18 @@ public final class InboundServer: Service, Sendable {
                 .bind(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
+                        let context = tlsContext.withLockedValue { $0 }
+                        if kind == .submissions, let context {
+                            // RFC 8314 §3: TLS from the first byte.
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                        }
                         try channel.pipeline.syncOperations.addHandler(gate)
                         let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                         )
-                        return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop))
+                        return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
+                                                  listener: kind, tlsContext: context)
                     }
                 }
             listeners.append(listener)
@@ -123,7 +161,7 @@ public final class InboundServer: Service, Sendable {
             try? await connection.channel.executeThenClose { _, _ in }
             return
         }
-        guard settings.admitsClient(client) else {
+        guard connection.listener != .relay || settings.admitsClient(client) else {
             logger.info("connection refused: not in client_networks", metadata: ["client": "\(client)"])
             await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Service not available"))
             return
@@ -149,7 +187,8 @@ public final class InboundServer: Service, Sendable {
         defer { _ = sessions.withLockedValue { $0.shutdownNotices.removeValue(forKey: id) } }
         if isShuttingDown { notice() }
 
-        let driver = SessionDriver(connection: connection, client: client, settings: settings, committer: committer, logger: logger)
+        let driver = SessionDriver(connection: connection, client: client, settings: settings, listener: connection.listener,
+                                   committer: committer, authenticator: authenticator, tlsContext: connection.tlsContext, logger: logger)
         do {
             try await driver.run()
         } catch {
@@ -164,4 +203,8 @@ public final class InboundServer: Service, Sendable {
             try await outbound.write(buffer)
         }
     }
+}
+
+struct ListenerError: Error, CustomStringConvertible {
+    var description: String
 }

@@ -42,3 +42,23 @@ struct InboundSettings: Sendable {
         RelayPolicy(clientMayRelay: relayNetworks.contains(address), relayDomains: relayDomains)
     }
 }
+
+/// What a listener is for.
+public enum ListenerKind: String, Sendable {
+    /// Port 25 style: `client_networks` and `relay_networks` apply; AUTH lets a client relay from anywhere.
+    case relay
+    /// RFC 6409 submission: STARTTLS, then AUTH, before MAIL; `client_networks` does not apply.
+    case submission
+    /// RFC 8314 submission over implicit TLS: AUTH before MAIL.
+    case submissions
+}
+
+extension InboundSettings {
+    func sessionConfiguration(for listener: ListenerKind, hasTLS: Bool, hasUsers: Bool) -> ServerSessionConfiguration {
+        var configuration = session
+        configuration.isSTARTTLSAvailable = hasTLS && listener != .submissions
+        configuration.isAuthAvailable = hasUsers
+        configuration.requiresAuthentication = listener != .relay
+        return configuration
+    }
+}

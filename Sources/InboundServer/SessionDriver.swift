@@ -1,7 +1,9 @@
+import Authentication
 import Foundation
 import Logging
 import MailQueue
 import NIOCore
+import NIOSSL
 import PetrelConfig
 import SMTPProtocol
 import SMTPTransport
@@ -13,112 +15,136 @@ struct SessionDriver {
     let connection: AcceptedConnection
     let client: IPAddress
     let settings: InboundSettings
+    let listener: ListenerKind
     let committer: GroupCommitter
+    let authenticator: Authenticator?
+    let tlsContext: NIOSSLContext?
     let logger: Logger
+    /// How long a failed AUTH waits before its `535`, to slow guessing down.
+    var authFailureDelay: Duration = .seconds(1)
 
     private var allocator: ByteBufferAllocator { connection.channel.channel.allocator }
 
     func run() async throws {
         try await connection.channel.executeThenClose { inbound, outbound in
             var session = ServerSession(
-                configuration: settings.session,
+                configuration: settings.sessionConfiguration(for: listener, hasTLS: tlsContext != nil, hasUsers: authenticator?.hasUsers ?? false),
                 clientAddress: client.description,
                 relayPolicy: settings.relayPolicy(for: client)
             )
             var output = allocator.buffer(capacity: 1024)
-            session.greetingReply().write(to: &output)
-            try await outbound.write(output)
-            output.clear()
+            // With implicit TLS (RFC 8314) the greeting waits for the handshake.
+            var isAwaitingTLS = listener == .submissions
+            if !isAwaitingTLS {
+                session.greetingReply().write(to: &output)
+                try await outbound.write(output)
+                output.clear()
+            }
 
             var input = allocator.buffer(capacity: 0)
             var framer = CommandLineFramer()
             var body: MessageBody?
             var isShutdownRequested = false
             do {
-            for try await event in inbound {
-                switch event {
-                case .bytes(var bytes):
-                    if input.readableBytes == 0 { input = bytes } else { input.writeBuffer(&bytes) }
-                case .timedOut:
-                    if var current = body { await current.discard() }
-                    session.timedOut().reply.write(to: &output)
-                    try await outbound.write(output)
-                    logger.info("timeout", metadata: ["client": "\(client)", "while": "\(body == nil ? "commands" : "DATA")"])
-                    return
-                case .shutdown:
-                    isShutdownRequested = true
-                }
+                for try await event in inbound {
+                    switch event {
+                    case .bytes(var bytes):
+                        // RFC 3207 §6: what arrives between STARTTLS and the handshake is thrown away.
+                        if isAwaitingTLS { continue }
+                        if input.readableBytes == 0 { input = bytes } else { input.writeBuffer(&bytes) }
+                    case .timedOut:
+                        if var current = body { await current.discard() }
+                        session.timedOut().reply.write(to: &output)
+                        try await outbound.write(output)
+                        logger.info("timeout", metadata: ["client": "\(client)", "while": "\(body == nil ? "commands" : "DATA")"])
+                        return
+                    case .shutdown:
+                        isShutdownRequested = true
+                    case .tlsEstablished(let version):
+                        guard isAwaitingTLS else { continue }
+                        isAwaitingTLS = false
+                        session.tlsEstablished(description: version)
+                        if listener == .submissions {
+                            session.greetingReply().write(to: &output)
+                        }
+                    case .tlsFailed(let reason):
+                        logger.info("TLS handshake failed", metadata: ["client": "\(client)", "reason": "\(reason)"])
+                        return
+                    }
 
-                processing: while true {
-                    if var current = body {
-                        let isFinished = try await current.consume(&input)
-                        guard isFinished else {
-                            body = current
-                            break processing
-                        }
-                        body = nil
-                        setTimeout(settings.commandTimeout)
-                        switch session.dataFinished(current.summary) {
-                        case .enqueue(let envelope, let missing):
-                            if output.readableBytes > 0 {
-                                try await outbound.write(output)
-                                output.clear()
+                    processing: while !isAwaitingTLS {
+                        if var current = body {
+                            let isFinished = try await current.consume(&input)
+                            guard isFinished else {
+                                body = current
+                                break processing
                             }
-                            let action = await store(&current, envelope: envelope, missing: missing, session: &session)
-                            action.reply.write(to: &output)
-                        case let action:
-                            await current.discard()
-                            logger.info("message refused", metadata: ["client": "\(client)", "reply": "\(action.reply)"])
-                            action.reply.write(to: &output)
+                            body = nil
+                            setTimeout(settings.commandTimeout)
+                            switch session.dataFinished(current.summary) {
+                            case .enqueue(let envelope, let missing):
+                                try await flush(&output, outbound)
+                                let action = await store(&current, envelope: envelope, missing: missing, session: &session)
+                                action.reply.write(to: &output)
+                            case let action:
+                                await current.discard()
+                                logger.info("message refused", metadata: ["client": "\(client)", "reply": "\(action.reply)"])
+                                action.reply.write(to: &output)
+                            }
+                            continue
                         }
-                        continue
+                        if isShutdownRequested { break processing }
+                        guard let frame = framer.next(&input) else { break processing }
+                        var action: ServerSession.Action
+                        switch frame {
+                        case .line(let line): action = session.receive(line: line)
+                        case .overlong: action = session.receiveOverlongLine()
+                        }
+                        if case .verifyCredentials(let user, let password) = action {
+                            try await flush(&output, outbound)
+                            action = await verify(user: user, password: password, session: &session)
+                        }
+                        switch action {
+                        case .reply(let reply):
+                            reply.write(to: &output)
+                        case .replyAndClose(let reply):
+                            reply.write(to: &output)
+                            try await outbound.write(output)
+                            return
+                        case .beginData(let reply):
+                            reply.write(to: &output)
+                            try await flush(&output, outbound)
+                            setTimeout(settings.dataTimeout)
+                            body = MessageBody(
+                                queueID: QueueID.make(),
+                                spoolDirectory: committer.store.spoolDirectory,
+                                decoder: DataDecoder(maximumSize: settings.session.maximumMessageSize,
+                                                     lineEndingPolicy: settings.session.lineEndingPolicy),
+                                allocator: allocator
+                            )
+                        case .startTLS(let reply):
+                            reply.write(to: &output)
+                            try await flush(&output, outbound)
+                            input.clear()
+                            isAwaitingTLS = true
+                            try await startTLS()
+                        case .enqueue, .verifyCredentials:
+                            preconditionFailure("the session asked for \(action) out of turn")
+                        }
                     }
-                    if isShutdownRequested { break processing }
-                    guard let frame = framer.next(&input) else { break processing }
-                    let action: ServerSession.Action
-                    switch frame {
-                    case .line(let line): action = session.receive(line: line)
-                    case .overlong: action = session.receiveOverlongLine()
-                    }
-                    switch action {
-                    case .reply(let reply):
-                        reply.write(to: &output)
-                    case .replyAndClose(let reply):
-                        reply.write(to: &output)
+
+                    if isShutdownRequested && body == nil {
+                        session.shuttingDown().reply.write(to: &output)
                         try await outbound.write(output)
                         return
-                    case .beginData(let reply):
-                        reply.write(to: &output)
-                        try await outbound.write(output)
-                        output.clear()
-                        setTimeout(settings.dataTimeout)
-                        body = MessageBody(
-                            queueID: QueueID.make(),
-                            spoolDirectory: committer.store.spoolDirectory,
-                            decoder: DataDecoder(maximumSize: settings.session.maximumMessageSize,
-                                                 lineEndingPolicy: settings.session.lineEndingPolicy),
-                            allocator: allocator
-                        )
-                    case .enqueue:
-                        preconditionFailure("the session asked to enqueue outside DATA")
+                    }
+                    try await flush(&output, outbound)
+                    if input.readableBytes == 0 {
+                        input.clear()
+                    } else if input.readerIndex > 64 * 1024 {
+                        input.discardReadBytes()
                     }
                 }
-
-                if isShutdownRequested && body == nil {
-                    session.shuttingDown().reply.write(to: &output)
-                    try await outbound.write(output)
-                    return
-                }
-                if output.readableBytes > 0 {
-                    try await outbound.write(output)
-                    output.clear()
-                }
-                if input.readableBytes == 0 {
-                    input.clear()
-                } else if input.readerIndex > 64 * 1024 {
-                    input.discardReadBytes()
-                }
-            }
             } catch {
                 if var current = body { await current.discard() }
                 throw error
@@ -126,6 +152,37 @@ struct SessionDriver {
             // The client went away in the middle of a message: it was never acknowledged.
             if var current = body { await current.discard() }
         }
+    }
+
+    private func flush(_ output: inout ByteBuffer, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
+        guard output.readableBytes > 0 else { return }
+        try await outbound.write(output)
+        output.clear()
+    }
+
+    /// Adds the TLS handler in front of the gate; the gate reports the end of the handshake.
+    private func startTLS() async throws {
+        guard let tlsContext else { preconditionFailure("STARTTLS without a TLS context") }
+        let gate = connection.gate
+        try await connection.channel.channel.eventLoop.submit {
+            try gate.value.startTLS(NIOSSLServerHandler(context: tlsContext))
+        }.get()
+    }
+
+    /// RFC 4954: checks the credentials off the event loop; a failure waits a moment before it is told.
+    private func verify(user: String, password: String, session: inout ServerSession) async -> ServerSession.Action {
+        guard let authenticator else { return session.authenticationFailed() }
+        if authenticator.isThrottled(client.description) {
+            logger.warning("AUTH refused: too many failures from this address", metadata: ["client": "\(client)", "user": "\(user)"])
+            return session.authenticationFailed(throttled: true)
+        }
+        if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
+            logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
+            return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
+        }
+        logger.warning("AUTH failed", metadata: ["client": "\(client)", "user": "\(user)"])
+        try? await Task.sleep(for: authFailureDelay)
+        return session.authenticationFailed()
     }
 
     /// Writes the message to the queue and returns the session's answer: `250` once it is durable,
@@ -144,12 +201,15 @@ struct SessionDriver {
         do {
             let content = try await body.finish()
             let message = IncomingMessage(
-                queueID: body.queueID, envelope: envelope, traceHeaders: ByteBuffer(string: trace),
-                content: content, contentSize: contentSize, arrivedAt: now,
+                queueID: body.queueID, envelope: envelope, authenticatedUser: envelope.client.authenticatedUser,
+                traceHeaders: ByteBuffer(string: trace), content: content, contentSize: contentSize, arrivedAt: now,
                 expiresAt: now.addingTimeInterval(TimeInterval(settings.maxQueueLifetime.components.seconds))
             )
             try await committer.enqueue(message)
-            logger.info("\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)], status=queued")
+            var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)]"
+            if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
+            if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
+            logger.info("\(line), status=queued")
             return session.enqueued(queueID: body.queueID)
         } catch {
             await body.discard()
@@ -167,11 +227,11 @@ struct SessionDriver {
 }
 
 extension ServerSession.Action {
-    /// The reply every action carries.
+    /// The reply every action but `enqueue` and `verifyCredentials` carries.
     var reply: SMTPReply {
         switch self {
-        case .reply(let reply), .replyAndClose(let reply), .beginData(let reply): reply
-        case .enqueue: preconditionFailure("enqueue carries no reply")
+        case .reply(let reply), .replyAndClose(let reply), .beginData(let reply), .startTLS(let reply): reply
+        case .enqueue, .verifyCredentials: preconditionFailure("\(self) carries no reply")
         }
     }
 }

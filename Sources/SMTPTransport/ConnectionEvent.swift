@@ -8,4 +8,9 @@ public enum ConnectionEvent: Sendable {
     case timedOut
     /// The process is shutting down: finish the transaction in progress, then close.
     case shutdown
+    /// The TLS handshake completed; bytes after this event are decrypted. The version, as
+    /// `TLSv1.3`. (RFC 3207 §4.2: everything received before it is discarded by the session.)
+    case tlsEstablished(version: String)
+    /// The TLS handshake failed; the connection is closing.
+    case tlsFailed(reason: String)
 }

@@ -1,4 +1,6 @@
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// The one handler between an SMTP socket and the task that runs the conversation, on the server and on
 /// the client side alike. It passes bytes on as ``ConnectionEvent``s, keeps the read timeout (the task
@@ -39,6 +41,42 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         armTimer()
         context.fireChannelRead(wrapInboundOut(.bytes(unwrapInboundIn(data))))
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            let version = (try? context.pipeline.syncOperations.nioSSL_tlsVersion()).flatMap { $0 }
+            context.fireChannelRead(wrapInboundOut(.tlsEstablished(version: version.map(Self.name(of:)) ?? "TLS")))
+            context.fireChannelReadComplete()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOSSLError || error is BoringSSLError {
+            // Reported in order with the input, as an event; the TLS handler closes the connection.
+            context.fireChannelRead(wrapInboundOut(.tlsFailed(reason: "\(error)")))
+            context.fireChannelReadComplete()
+            context.close(promise: nil)
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
+    /// Adds a TLS handler in front of this gate: STARTTLS (RFC 3207) or implicit TLS (RFC 8314).
+    /// Call on the event loop.
+    public func startTLS(_ handler: any ChannelHandler) throws {
+        guard let context else { return }
+        try context.pipeline.syncOperations.addHandler(handler, position: .before(self))
+    }
+
+    static func name(of version: TLSVersion) -> String {
+        switch version {
+        case .tlsv1: "TLSv1"
+        case .tlsv11: "TLSv1.1"
+        case .tlsv12: "TLSv1.2"
+        case .tlsv13: "TLSv1.3"
+        }
     }
 
     /// Sets the timeout for the wait that starts now. Call on the event loop.

@@ -6,14 +6,17 @@ import PetrelConfig
 
 /// Process-wide set-up shared by the subcommands.
 enum Bootstrap {
-    /// Logs go to standard error.
+    /// Logs go to standard error, one line per event, in the human format until `applyLogSettings` says
+    /// otherwise. Safe to call more than once.
     static func makeLogger(label: String = "petrel") -> Logger {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["PETREL_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-            return handler
-        }
+        LogOutput.bootstrap()
         return Logger(label: label)
+    }
+
+    /// Makes every logger, including those made earlier, follow the configuration's `[log]` section.
+    /// Called once the configuration is loaded, and again after a reload.
+    static func applyLogSettings(_ configuration: PetrelConfiguration) {
+        LogOutput.format = configuration.log.format
     }
 
     /// Loads the configuration or exits with a message that names the file and the key.

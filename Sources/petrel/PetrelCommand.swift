@@ -6,7 +6,7 @@ struct PetrelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "petrel",
         abstract: "Petrel: an SMTP relay and smart host.",
-        subcommands: [ServeCommand.self, QueueCommand.self, ConfigCommand.self]
+        subcommands: [ServeCommand.self, QueueCommand.self, UserCommand.self, ConfigCommand.self]
     )
 }
 

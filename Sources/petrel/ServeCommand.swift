@@ -1,9 +1,12 @@
 import ArgumentParser
+import Authentication
 import DNSResolver
 import Delivery
 import InboundServer
 import Logging
 import MailQueue
+import NIOSSL
+import PetrelConfig
 import ServiceLifecycle
 
 /// `petrel serve`: the relay, its services in one `ServiceGroup`.
@@ -17,6 +20,8 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = Bootstrap.makeLogger()
         let configuration = try Bootstrap.loadConfiguration(options)
+        Bootstrap.applyLogSettings(configuration)
+        let systemd = SystemdNotifier()
         let store = try Bootstrap.openQueue(configuration)
         let orphans = try store.removeOrphanedSpoolFiles()
         if orphans > 0 {
@@ -29,9 +34,12 @@ struct ServeCommand: AsyncParsableCommand {
             Bootstrap.printError("configuration error: \(configuration.sourceFile ?? "(defaults)"): delivery.dns_servers: \(error)")
             throw ExitCode.failure
         }
-        let scheduler = DeliveryScheduler(store: store, settings: DeliverySettings(configuration), resolver: resolver, logger: logger)
+        var deliverySettings = DeliverySettings(configuration)
+        let security = try Self.loadSecurity(configuration, delivery: &deliverySettings)
+        let scheduler = DeliveryScheduler(store: store, settings: deliverySettings, resolver: resolver, logger: logger)
         let committer = GroupCommitter(store: store, logger: logger, onBatch: { _ in scheduler.wake() })
-        let server = InboundServer(configuration: configuration, committer: committer, logger: logger)
+        let server = InboundServer(configuration: configuration, committer: committer, logger: logger,
+                                   tlsContext: security.tlsContext, authenticator: security.authenticator)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in
         // flight, then the committer writes what is left.
         var groupConfiguration = ServiceGroupConfiguration(
@@ -39,6 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: committer),
                 .init(service: scheduler),
                 .init(service: server),
+                // Last, so that shutdown reaches it first: STOPPING=1 before the listener closes.
+                .init(service: SystemdReadiness(notifier: systemd, server: server, logger: logger)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
@@ -54,5 +64,34 @@ struct ServeCommand: AsyncParsableCommand {
         ])
         try await group.run()
         logger.info("petrel stopped")
+    }
+
+    /// The TLS certificate, the AUTH users and the smarthost password: every file is read at start-up,
+    /// and a problem names the key and the file.
+    static func loadSecurity(
+        _ configuration: PetrelConfiguration, delivery: inout DeliverySettings
+    ) throws -> (tlsContext: NIOSSLContext?, authenticator: Authenticator?) {
+        let file = configuration.sourceFile ?? "(defaults)"
+        let tlsContext: NIOSSLContext?
+        do {
+            tlsContext = try InboundServer.makeTLSContext(configuration)
+        } catch {
+            Bootstrap.printError("configuration error: \(file): tls.certificate: cannot load \(configuration.tls.certificate ?? "") and \(configuration.tls.key ?? ""): \(error)")
+            throw ExitCode.failure
+        }
+        let users: UsersFile
+        do {
+            users = try UsersFile.load(path: configuration.auth.usersFile)
+        } catch {
+            Bootstrap.printError("configuration error: \(file): auth.users_file: \(error)")
+            throw ExitCode.failure
+        }
+        do {
+            try delivery.loadSmarthostCredentials(configuration)
+        } catch {
+            Bootstrap.printError("configuration error: \(file): \(error)")
+            throw ExitCode.failure
+        }
+        return (tlsContext, users.users.isEmpty ? nil : Authenticator(users: users))
     }
 }

@@ -19,8 +19,12 @@ struct ServerSessionTests {
             switch action {
             case .reply(let reply), .beginData(let reply), .replyAndClose(let reply):
                 return [String(reply.code), reply.enhancedCode?.description].compactMap { $0 }.joined(separator: " ")
+            case .startTLS(let reply):
+                return "\(reply.code) \(reply.enhancedCode!) starttls"
             case .enqueue:
                 return "enqueue"
+            case .verifyCredentials(let user, let password):
+                return "verify \(user):\(password)"
             }
         }
     }

@@ -26,6 +26,36 @@ public struct ClientSession: Sendable {
         case wait
         /// Close the connection.
         case close
+        /// The server said `220` to STARTTLS: do the TLS handshake, then call ``tlsEstablished()``
+        /// (RFC 3207 §4.2).
+        case startTLS
+    }
+
+    /// What the session does about TLS and AUTH toward this server.
+    public struct Security: Hashable, Sendable {
+        /// Send STARTTLS when the server offers it (RFC 7435 opportunistic security).
+        public var usesTLS: Bool
+        /// Never go on in plaintext: no STARTTLS offered, or refused, is a failure of the host.
+        public var requiresTLS: Bool
+        /// RFC 4954 credentials, sent only over TLS.
+        public var credentials: Credentials?
+
+        public struct Credentials: Hashable, Sendable {
+            public var user: String
+            public var password: String
+            public init(user: String, password: String) {
+                self.user = user
+                self.password = password
+            }
+        }
+
+        public init(usesTLS: Bool = false, requiresTLS: Bool = false, credentials: Credentials? = nil) {
+            self.usesTLS = usesTLS || requiresTLS
+            self.requiresTLS = requiresTLS
+            self.credentials = credentials
+        }
+
+        public static let plaintext = Security()
     }
 
     /// The waits of RFC 5321 §4.5.3.2, each with its own timeout.
@@ -62,6 +92,8 @@ public struct ClientSession: Sendable {
         case greeting
         case ehlo
         case helo
+        case startingTLS
+        case authenticating(loginStep: Int?)
         case ready
         case resetting(OutboundTransaction?)
         case transaction(Transaction)
@@ -73,12 +105,55 @@ public struct ClientSession: Sendable {
     }
 
     public let heloName: String
+    public let security: Security
     public private(set) var capabilities: ServerCapabilities?
+    public private(set) var isTLSActive = false
+    public private(set) var isAuthenticated = false
     private var state = State.greeting
     private var needsReset = false
 
-    public init(heloName: String) {
+    public init(heloName: String, security: Security = .plaintext) {
         self.heloName = heloName
+        self.security = security
+    }
+
+    /// The handshake after STARTTLS succeeded: the session starts over with EHLO (RFC 3207 §4.2).
+    public mutating func tlsEstablished() -> Action {
+        precondition(state == .startingTLS)
+        isTLSActive = true
+        capabilities = nil
+        state = .ehlo
+        return .send("EHLO \(heloName)\r\n")
+    }
+
+    /// After EHLO: STARTTLS when wanted and offered, then AUTH when configured, then ready.
+    private mutating func afterGreeting() -> Action {
+        let capabilities = self.capabilities ?? ServerCapabilities(isExtended: false)
+        if !isTLSActive && security.usesTLS {
+            if capabilities.supportsStartTLS {
+                state = .startingTLS
+                return .send("STARTTLS\r\n")
+            }
+            if security.requiresTLS {
+                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "TLS is required, but the server does not offer STARTTLS"))
+            }
+        }
+        if let credentials = security.credentials, !isAuthenticated {
+            guard isTLSActive else {
+                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "Credentials are never sent without TLS, and this session is not encrypted"))
+            }
+            if capabilities.authMechanisms.contains("PLAIN") {
+                state = .authenticating(loginStep: nil)
+                return .send("AUTH PLAIN \(Base64.encode([0] + Array(credentials.user.utf8) + [0] + Array(credentials.password.utf8)))\r\n")
+            }
+            if capabilities.authMechanisms.contains("LOGIN") {
+                state = .authenticating(loginStep: 0)
+                return .send("AUTH LOGIN\r\n")
+            }
+            return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "The server offers no AUTH mechanism we support (PLAIN, LOGIN)"))
+        }
+        state = .ready
+        return .ready
     }
 
     /// Which timeout applies to the wait in progress.
@@ -105,8 +180,7 @@ public struct ClientSession: Sendable {
         case .ehlo:
             if reply.code == 250 {
                 capabilities = ServerCapabilities(ehloReply: reply)
-                state = .ready
-                return .ready
+                return afterGreeting()
             }
             if reply.code == 421 || !reply.isPermanentFailure { return failHost(reply) }
             state = .helo
@@ -114,8 +188,28 @@ public struct ClientSession: Sendable {
         case .helo:
             guard reply.code == 250 else { return failHost(reply) }
             capabilities = ServerCapabilities(isExtended: false)
-            state = .ready
-            return .ready
+            return afterGreeting()
+        case .startingTLS:
+            if reply.code == 220 { return .startTLS }
+            if security.requiresTLS || reply.code == 421 { return failHost(reply) }
+            // Opportunistic: the server refused STARTTLS; go on in plaintext.
+            capabilities?.supportsStartTLS = false
+            return afterGreeting()
+        case .authenticating(let loginStep):
+            switch (reply.code, loginStep) {
+            case (235, _):
+                isAuthenticated = true
+                state = .ready
+                return .ready
+            case (334, 0?):
+                state = .authenticating(loginStep: 1)
+                return .send(Base64.encode(security.credentials!.user) + "\r\n")
+            case (334, 1?):
+                state = .authenticating(loginStep: 2)
+                return .send(Base64.encode(security.credentials!.password) + "\r\n")
+            default:
+                return failHost(reply)
+            }
         case .resetting(let next):
             guard reply.code == 250 else { return failHost(reply) }
             needsReset = false

@@ -6,14 +6,13 @@ public enum TraceHeaders {
     /// `from <helo> (<TCP-info>) by <host> with <protocol> id <queue id> [for <recipient>]; <date>`.
     /// The recipient is named only when there is exactly one, so that a Bcc is not disclosed.
     public static func received(
-        client: ClientIdentity, hostname: String, queueID: String, recipients: [EnvelopeRecipient],
-        tlsDescription: String? = nil, authenticatedUser: String? = nil, secondsSince1970: Int64
+        client: ClientIdentity, hostname: String, queueID: String, recipients: [EnvelopeRecipient], secondsSince1970: Int64
     ) -> String {
         let literal = client.address.contains(":") ? "[IPv6:\(client.address)]" : "[\(client.address)]"
         var field = "Received: from \(sanitize(client.greetingName)) (\(literal))\r\n"
         field += "\tby \(hostname) (Petrel) with \(client.protocolName)"
-        if let tlsDescription { field += " (\(tlsDescription))" }
-        if let authenticatedUser { field += " (authenticated as \(sanitize(authenticatedUser)))" }
+        if let tlsDescription = client.tlsDescription { field += " (\(tlsDescription))" }
+        if let authenticatedUser = client.authenticatedUser { field += " (authenticated as \(sanitize(authenticatedUser)))" }
         field += " id \(queueID)"
         if recipients.count == 1 {
             field += "\r\n\tfor <\(recipients[0].mailbox)>"

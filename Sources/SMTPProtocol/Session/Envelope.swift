@@ -33,10 +33,16 @@ public struct ClientIdentity: Hashable, Sendable {
     public var greetingName: String
     /// `SMTP` after HELO, `ESMTP` after EHLO (RFC 3848 §2 lists the values with TLS and AUTH).
     public var protocolName: String
+    /// The TLS version and cipher, when the session was encrypted (`TLSv1.3 TLS_AES_256_GCM_SHA384`).
+    public var tlsDescription: String?
+    /// The SMTP AUTH user (RFC 4954), when the client authenticated.
+    public var authenticatedUser: String?
 
-    public init(address: String, greetingName: String, protocolName: String) {
+    public init(address: String, greetingName: String, protocolName: String, tlsDescription: String? = nil, authenticatedUser: String? = nil) {
         self.address = address
         self.greetingName = greetingName
         self.protocolName = protocolName
+        self.tlsDescription = tlsDescription
+        self.authenticatedUser = authenticatedUser
     }
 }

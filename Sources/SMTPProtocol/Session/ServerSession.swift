@@ -17,6 +17,12 @@ public struct ServerSession: Sendable {
         /// Store the message durably, then call ``ServerSession/enqueued(queueID:)`` or
         /// ``ServerSession/enqueueFailed()``. Nothing may be read until then.
         case enqueue(Envelope, MissingHeaders)
+        /// Write the `220` reply, throw away any input already received (RFC 3207 §6: it was sent before
+        /// the handshake), start TLS, then call ``ServerSession/tlsEstablished(description:)``.
+        case startTLS(SMTPReply)
+        /// Check these credentials (off the event loop), then call ``ServerSession/authenticated(user:allowedSenders:)``
+        /// or ``ServerSession/authenticationFailed(throttled:)``. Nothing may be read until then.
+        case verifyCredentials(user: String, password: String)
     }
 
     /// Header fields the server adds to a submission that lacks them (RFC 5321 §6.4, RFC 6409 §8).
@@ -69,10 +75,20 @@ public struct ServerSession: Sendable {
         var rejectedRecipients = 0
     }
 
-    private enum State: Sendable {
+    /// Where a SASL exchange stands (RFC 4954 §4).
+    private enum SASLStep: Sendable, Hashable {
+        case plainResponse
+        case loginUsername
+        case loginPassword(user: String)
+    }
+
+    private enum State: Sendable, Hashable {
         case commands
         case data
         case enqueueing
+        case startingTLS
+        case authenticating(SASLStep)
+        case verifying
         case closed
     }
 
@@ -83,11 +99,22 @@ public struct ServerSession: Sendable {
     private var greeting: Greeting?
     private var transaction: Transaction?
     private var errorCount = 0
+    private var authFailures = 0
+    public private(set) var isTLSActive = false
+    public private(set) var tlsDescription: String?
+    public private(set) var authenticatedUser: String?
+    private var allowedSenders: [String] = []
 
     public init(configuration: ServerSessionConfiguration, clientAddress: String, relayPolicy: RelayPolicy) {
         self.configuration = configuration
         self.clientAddress = clientAddress
         self.relayPolicy = relayPolicy
+    }
+
+    /// RFC 3848 §2 protocol names for the trace header.
+    var protocolName: String {
+        guard greeting?.isExtended == true else { return "SMTP" }
+        return "ESMTP" + (isTLSActive ? "S" : "") + (authenticatedUser != nil ? "A" : "")
     }
 
     /// `true` while message text is being read.
@@ -104,6 +131,9 @@ public struct ServerSession: Sendable {
     /// One command line as framed, without its CRLF. A line with a bare CR or LF in it, or that is not
     /// UTF-8, is refused whole (RFC 5321 §2.3.8; RFC 6531 §3.3 allows UTF-8 only).
     public mutating func receive(line: ByteBuffer) -> Action {
+        if case .authenticating(let step) = state {
+            return receiveSASL(line, step: step)
+        }
         precondition(state == .commands, "a command line arrived while the session was in state \(state)")
         guard !line.readableBytesView.contains(where: { $0 == .cr || $0 == .lf }) else {
             return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: bare CR or LF in command line"))
@@ -123,6 +153,7 @@ public struct ServerSession: Sendable {
         let verb = line.readableBytesView.prefix(5).map { $0 & 0xDF }
         if verb.starts(with: "MAIL ".utf8.map { $0 & 0xDF }) { return SMTPLimits.mailCommandLineLength }
         if verb.starts(with: "RCPT ".utf8.map { $0 & 0xDF }) { return SMTPLimits.recipientCommandLineLength }
+        if verb.starts(with: "AUTH ".utf8.map { $0 & 0xDF }) { return SMTPLimits.mailCommandLineLength }
         return SMTPLimits.commandLineLength
     }
 
@@ -160,7 +191,7 @@ public struct ServerSession: Sendable {
             return abortTransaction(SMTPReply(554, EnhancedStatusCode(5, 4, 6), "Error: too many Received headers - mail loop"))
         }
         var missing: MissingHeaders = []
-        if relayPolicy.clientMayRelay {
+        if relayPolicy.clientMayRelay || authenticatedUser != nil {
             if !summary.hasDate { missing.insert(.date) }
             if !summary.hasMessageID { missing.insert(.messageID) }
         }
@@ -169,7 +200,8 @@ public struct ServerSession: Sendable {
             reversePath: transaction.reversePath,
             parameters: transaction.parameters,
             recipients: transaction.recipients,
-            client: ClientIdentity(address: clientAddress, greetingName: greeting.name, protocolName: greeting.isExtended ? "ESMTP" : "SMTP")
+            client: ClientIdentity(address: clientAddress, greetingName: greeting.name, protocolName: protocolName,
+                                   tlsDescription: tlsDescription, authenticatedUser: authenticatedUser)
         )
         return .enqueue(envelope, missing)
     }
@@ -190,6 +222,40 @@ public struct ServerSession: Sendable {
         return .reply(SMTPReply(452, EnhancedStatusCode(4, 3, 1), "Error: insufficient system storage"))
     }
 
+    /// The TLS handshake is done (RFC 3207 §4.2): the session starts over, and the client must say EHLO again.
+    public mutating func tlsEstablished(description: String) {
+        precondition(state == .startingTLS || (state == .commands && greeting == nil), "TLS outside STARTTLS or an implicit-TLS start")
+        state = .commands
+        isTLSActive = true
+        tlsDescription = description
+        greeting = nil
+        transaction = nil
+    }
+
+    /// The credentials were right (RFC 4954 §6: `235`).
+    public mutating func authenticated(user: String, allowedSenders: [String]) -> Action {
+        precondition(state == .verifying)
+        state = .commands
+        authenticatedUser = user
+        self.allowedSenders = allowedSenders.map { $0.lowercased() }
+        return .reply(SMTPReply(235, EnhancedStatusCode(2, 7, 0), "Authentication successful"))
+    }
+
+    /// The credentials were wrong (`535 5.7.8`), or the client's address has failed too often lately
+    /// (`454 4.7.0`). After a few failures the client is disconnected.
+    public mutating func authenticationFailed(throttled: Bool = false) -> Action {
+        precondition(state == .verifying)
+        state = .commands
+        authFailures += 1
+        if authFailures >= configuration.maximumAuthFailures {
+            return close(SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(configuration.hostname) Error: too many failed authentications"))
+        }
+        if throttled {
+            return .reply(SMTPReply(454, EnhancedStatusCode(4, 7, 0), "Temporary authentication failure: too many failures from your address, try later"))
+        }
+        return .reply(SMTPReply(535, EnhancedStatusCode(5, 7, 8), "Authentication credentials invalid"))
+    }
+
     /// RFC 5321 §4.5.3.2: the client was silent for too long.
     public mutating func timedOut() -> Action {
         close(SMTPReply(421, EnhancedStatusCode(4, 4, 2), "\(configuration.hostname) Error: timeout exceeded"))
@@ -207,7 +273,7 @@ public struct ServerSession: Sendable {
         case .ehlo(let name):
             greeting = Greeting(name: name, isExtended: true)
             transaction = nil
-            return .reply(SMTPReply(250, nil, [
+            var lines = [
                 "\(configuration.hostname) greets \(name)",
                 "PIPELINING",
                 "SIZE \(configuration.maximumMessageSize)",
@@ -215,7 +281,10 @@ public struct ServerSession: Sendable {
                 "ENHANCEDSTATUSCODES",
                 "SMTPUTF8",
                 "DSN",
-            ]))
+            ]
+            if configuration.isSTARTTLSAvailable && !isTLSActive { lines.append("STARTTLS") }
+            if configuration.isAuthAvailable && isTLSActive && authenticatedUser == nil { lines.append("AUTH PLAIN LOGIN") }
+            return .reply(SMTPReply(250, nil, lines))
         case .helo(let name):
             greeting = Greeting(name: name, isExtended: false)
             transaction = nil
@@ -240,14 +309,27 @@ public struct ServerSession: Sendable {
             return .reply(SMTPReply(252, EnhancedStatusCode(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery"))
         case .expand:
             return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: command not implemented"))
-        case .startTLS, .auth:
-            return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: command not implemented"))
+        case .startTLS:
+            return startTLS()
+        case .auth(let argument):
+            return auth(argument)
         }
     }
 
     private mutating func mail(from reversePath: Mailbox?, parameters: MailParameters) -> Action {
         guard greeting != nil else {
             return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: send HELO/EHLO first"))
+        }
+        if configuration.requiresAuthentication && authenticatedUser == nil {
+            // RFC 4954 §6, RFC 6409 §4.3.
+            return reject(SMTPReply(530, EnhancedStatusCode(5, 7, 0), "Authentication required"))
+        }
+        if authenticatedUser != nil, !allowedSenders.isEmpty {
+            let address = reversePath?.description.lowercased() ?? ""
+            let isAllowed = allowedSenders.contains { $0.hasPrefix("@") ? address.hasSuffix($0) : address == $0 }
+            if !isAllowed {
+                return reject(SMTPReply(553, EnhancedStatusCode(5, 7, 1), "<\(address)>: Sender address rejected: not owned by user \(authenticatedUser!)"))
+            }
         }
         guard transaction == nil else {
             return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: nested MAIL command"))
@@ -269,7 +351,7 @@ public struct ServerSession: Sendable {
         if mailbox.requiresSMTPUTF8, !transaction.parameters.isSMTPUTF8 {
             return rejectRecipient(SMTPReply(553, EnhancedStatusCode(5, 6, 7), "<\(mailbox)>: non-ASCII recipient address requires SMTPUTF8"))
         }
-        guard relayPolicy.permits(mailbox) else {
+        guard authenticatedUser != nil || relayPolicy.permits(mailbox) else {
             return rejectRecipient(SMTPReply(550, EnhancedStatusCode(5, 7, 1), "<\(mailbox)>: Relay access denied"))
         }
         guard transaction.recipients.count < configuration.maximumRecipients else {
@@ -294,6 +376,111 @@ public struct ServerSession: Sendable {
         }
         state = .data
         return .beginData(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>"))
+    }
+
+    // MARK: - STARTTLS and AUTH
+
+    /// RFC 3207 §4.
+    private mutating func startTLS() -> Action {
+        guard configuration.isSTARTTLSAvailable else {
+            return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: command not implemented"))
+        }
+        guard !isTLSActive else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: TLS already active"))
+        }
+        guard transaction == nil else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: MAIL transaction in progress"))
+        }
+        state = .startingTLS
+        return .startTLS(SMTPReply(220, EnhancedStatusCode(2, 0, 0), "Ready to start TLS"))
+    }
+
+    /// RFC 4954 §4: `AUTH mechanism [initial-response]`, PLAIN (RFC 4616) or LOGIN.
+    private mutating func auth(_ argument: String) -> Action {
+        guard configuration.isAuthAvailable else {
+            return reject(SMTPReply(502, EnhancedStatusCode(5, 5, 1), "Error: authentication not enabled"))
+        }
+        guard isTLSActive else {
+            // RFC 4954 §6: the mechanism needs an encrypted channel.
+            return reject(SMTPReply(538, EnhancedStatusCode(5, 7, 11), "Encryption required for requested authentication mechanism"))
+        }
+        guard greeting?.isExtended == true else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: send EHLO first"))
+        }
+        guard authenticatedUser == nil else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: already authenticated"))
+        }
+        guard transaction == nil else {
+            return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: MAIL transaction in progress"))
+        }
+        let words = argument.split(separator: " ", omittingEmptySubsequences: true)
+        let mechanism = words.first?.uppercased() ?? ""
+        let initial = words.count > 1 ? String(words[1]) : nil
+        switch mechanism {
+        case "PLAIN":
+            guard let initial else {
+                state = .authenticating(.plainResponse)
+                return .reply(SMTPReply(334, nil, ""))
+            }
+            return plainResponse(initial == "=" ? "" : initial)
+        case "LOGIN":
+            guard let initial else {
+                state = .authenticating(.loginUsername)
+                return .reply(SMTPReply(334, nil, "VXNlcm5hbWU6"))  // "Username:"
+            }
+            return loginUsername(initial)
+        default:
+            return reject(SMTPReply(504, EnhancedStatusCode(5, 5, 4), "Error: unsupported authentication mechanism"))
+        }
+    }
+
+    private mutating func receiveSASL(_ line: ByteBuffer, step: SASLStep) -> Action {
+        let text = String(decoding: line.readableBytesView, as: UTF8.self)
+        state = .commands
+        if text == "*" {
+            return reject(SMTPReply(501, EnhancedStatusCode(5, 7, 0), "Authentication cancelled"))
+        }
+        switch step {
+        case .plainResponse: return plainResponse(text)
+        case .loginUsername: return loginUsername(text)
+        case .loginPassword(let user): return loginPassword(text, user: user)
+        }
+    }
+
+    /// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`.
+    private mutating func plainResponse(_ encoded: String) -> Action {
+        guard let decoded = Base64.decode(encoded) else { return malformedSASL() }
+        let parts = decoded.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3,
+              let authzid = String(validating: parts[0], as: UTF8.self),
+              let user = String(validating: parts[1], as: UTF8.self),
+              let password = String(validating: parts[2], as: UTF8.self),
+              !user.isEmpty, authzid.isEmpty || authzid == user else {
+            return malformedSASL()
+        }
+        state = .verifying
+        return .verifyCredentials(user: user, password: password)
+    }
+
+    private mutating func loginUsername(_ encoded: String) -> Action {
+        guard let decoded = Base64.decode(encoded), let user = String(validating: decoded, as: UTF8.self), !user.isEmpty else {
+            return malformedSASL()
+        }
+        state = .authenticating(.loginPassword(user: user))
+        return .reply(SMTPReply(334, nil, "UGFzc3dvcmQ6"))  // "Password:"
+    }
+
+    private mutating func loginPassword(_ encoded: String, user: String) -> Action {
+        guard let decoded = Base64.decode(encoded), let password = String(validating: decoded, as: UTF8.self) else {
+            return malformedSASL()
+        }
+        state = .verifying
+        return .verifyCredentials(user: user, password: password)
+    }
+
+    private mutating func malformedSASL() -> Action {
+        state = .commands
+        return reject(SMTPReply(501, EnhancedStatusCode(5, 5, 2), "Error: malformed authentication response"))
     }
 
     // MARK: - Helpers

@@ -10,6 +10,14 @@ public struct ServerSessionConfiguration: Hashable, Sendable {
     /// How many rejected commands a client may send before it is disconnected.
     public var maximumErrors: Int
     public var lineEndingPolicy: DataDecoder.LineEndingPolicy
+    /// A certificate is configured: STARTTLS is offered (RFC 3207) until the session is encrypted.
+    public var isSTARTTLSAvailable: Bool
+    /// Users exist: AUTH is offered once the session is encrypted (RFC 4954 §4, RFC 8314 §5).
+    public var isAuthAvailable: Bool
+    /// A submission listener (RFC 6409 §4.3): AUTH is required before MAIL.
+    public var requiresAuthentication: Bool
+    /// Failed AUTH attempts before the client is disconnected.
+    public var maximumAuthFailures: Int
 
     public init(
         hostname: String,
@@ -17,8 +25,16 @@ public struct ServerSessionConfiguration: Hashable, Sendable {
         maximumRecipients: Int = 100,
         maximumReceivedHeaders: Int = 100,
         maximumErrors: Int = 10,
-        lineEndingPolicy: DataDecoder.LineEndingPolicy = .reject
+        lineEndingPolicy: DataDecoder.LineEndingPolicy = .reject,
+        isSTARTTLSAvailable: Bool = false,
+        isAuthAvailable: Bool = false,
+        requiresAuthentication: Bool = false,
+        maximumAuthFailures: Int = 3
     ) {
+        self.isSTARTTLSAvailable = isSTARTTLSAvailable
+        self.isAuthAvailable = isAuthAvailable
+        self.requiresAuthentication = requiresAuthentication
+        self.maximumAuthFailures = maximumAuthFailures
         self.hostname = hostname
         self.maximumMessageSize = maximumMessageSize
         self.maximumRecipients = maximumRecipients

@@ -1,0 +1,70 @@
+import NIOConcurrencyHelpers
+import NIOPosix
+
+/// Checks SMTP AUTH credentials against the users file, off the event loops (a yescrypt hash costs
+/// milliseconds by design), and throttles addresses that keep failing.
+public final class Authenticator: Sendable {
+    private let users: NIOLockedValueBox<UsersFile>
+    private let throttle: NIOLockedValueBox<[String: FailureRecord]>
+    private let threadPool: NIOThreadPool
+    /// Failures from one address within `window` before its AUTH attempts are refused outright.
+    public let maximumFailures: Int
+    public let window: Duration
+    /// A hash to check against when the user does not exist, so that the answer takes as long.
+    private let decoyHash: String
+
+    private struct FailureRecord {
+        var count: Int
+        var since: ContinuousClock.Instant
+    }
+
+    public init(users: UsersFile, maximumFailures: Int = 10, window: Duration = .seconds(600), threadPool: NIOThreadPool = .singleton) {
+        self.users = NIOLockedValueBox(users)
+        self.throttle = NIOLockedValueBox([:])
+        self.threadPool = threadPool
+        self.maximumFailures = maximumFailures
+        self.window = window
+        self.decoyHash = (try? PasswordHash.make("decoy-\(UInt64.random(in: 0...UInt64.max))")) ?? "$y$j9T$decoy$"
+    }
+
+    /// Replaces the users (a reload).
+    public func update(users: UsersFile) {
+        self.users.withLockedValue { $0 = users }
+    }
+
+    public var hasUsers: Bool { users.withLockedValue { !$0.users.isEmpty } }
+
+    /// Whether `address` has failed too often lately.
+    public func isThrottled(_ address: String) -> Bool {
+        throttle.withLockedValue { records in
+            guard let record = records[address] else { return false }
+            if ContinuousClock.now - record.since > window {
+                records[address] = nil
+                return false
+            }
+            return record.count >= maximumFailures
+        }
+    }
+
+    /// The user, when the password is right; `nil` otherwise (and the failure is counted).
+    public func authenticate(name: String, password: String, from address: String) async -> User? {
+        let user = users.withLockedValue { $0[name] }
+        let hash = user?.passwordHash ?? decoyHash
+        let matches = (try? await threadPool.runIfActive { PasswordHash.verify(password, against: hash) }) ?? false
+        if matches, let user {
+            throttle.withLockedValue { $0[address] = nil }
+            return user
+        }
+        throttle.withLockedValue { records in
+            let now = ContinuousClock.now
+            if var record = records[address], now - record.since <= window {
+                record.count += 1
+                records[address] = record
+            } else {
+                records[address] = FailureRecord(count: 1, since: now)
+            }
+            if records.count > 100_000 { records.removeAll() }
+        }
+        return nil
+    }
+}
