@@ -27,11 +27,12 @@ struct SessionDriverChannelTests {
             let gate = ConnectionGate(timeout: .minutes(5))
             try channel.pipeline.syncOperations.addHandler(gate)
             let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
-            return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop))
+            return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
+                                      listener: .relay, tlsContext: nil)
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2525))
-        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, settings: settings,
-                                   committer: committer, logger: Logger(label: "test"))
+        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, settings: settings, listener: .relay,
+                                   committer: committer, authenticator: nil, tlsContext: nil, logger: Logger(label: "test"))
         async let run: Void = driver.run()
         for piece in pieces {
             try await channel.writeInbound(piece)
