@@ -11,12 +11,15 @@ import SMTPProtocol
 struct NotificationFactory: Sendable {
     let hostname: String
     let lifetime: Duration
+    /// Above this, RET=FULL returns only the header section.
+    static let fullReturnLimit = 10 * 1024 * 1024
 
     func make(for job: DeliveryJob, statuses: [RecipientDeliveryStatus], original: ByteBuffer, now: Date) -> IncomingMessage? {
         guard !job.isNotification else { return nil }
         return SenderNotification(reportingMTA: hostname, lifetime: TimeInterval(lifetime.components.seconds)).make(
             reversePath: job.reversePath, envelopeID: job.parameters.dsnEnvelopeID,
-            returnsFullMessage: job.parameters.dsnReturn == .full, arrivedAt: job.arrivedAt,
+            // RET=FULL returns the whole message, unless it is large (Postfix's bounce_size_limit idea).
+            returnsFullMessage: job.parameters.dsnReturn == .full && original.readableBytes <= Self.fullReturnLimit, arrivedAt: job.arrivedAt,
             statuses: statuses, original: original, now: now
         )
     }
