@@ -163,6 +163,7 @@ public final class InboundServer: Service, Sendable {
         }
         guard connection.listener != .relay || settings.admitsClient(client) else {
             logger.info("connection refused: not in client_networks", metadata: ["client": "\(client)"])
+            InboundMetrics.connectionRefused("client_networks")
             await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Service not available"))
             return
         }
@@ -171,10 +172,13 @@ public final class InboundServer: Service, Sendable {
             break
         case .tooManyConnections, .tooManyFromClient:
             logger.warning("connection refused: too many connections", metadata: ["client": "\(client)"])
+            InboundMetrics.connectionRefused("limit")
             await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Error: too many connections"))
             return
         }
         defer { limiter.release(client) }
+        InboundMetrics.connectionOpened(connection.listener)
+        defer { InboundMetrics.connectionClosed(connection.listener) }
 
         let gate = connection.gate
         let eventLoop = connection.channel.channel.eventLoop

@@ -88,6 +88,7 @@ struct SessionDriver {
                                 action.reply.write(to: &output)
                             case let action:
                                 await current.discard()
+                                InboundMetrics.rejected(code: action.reply.code)
                                 logger.info("message refused", metadata: ["client": "\(client)", "reply": "\(action.reply)"])
                                 action.reply.write(to: &output)
                             }
@@ -106,6 +107,7 @@ struct SessionDriver {
                         }
                         switch action {
                         case .reply(let reply):
+                            if reply.code >= 400 { InboundMetrics.rejected(code: reply.code) }
                             reply.write(to: &output)
                         case .replyAndClose(let reply):
                             reply.write(to: &output)
@@ -181,6 +183,7 @@ struct SessionDriver {
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }
         logger.warning("AUTH failed", metadata: ["client": "\(client)", "user": "\(user)"])
+        InboundMetrics.authFailed()
         try? await Task.sleep(for: authFailureDelay)
         return session.authenticationFailed()
     }
@@ -210,10 +213,12 @@ struct SessionDriver {
             if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
             if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
             logger.info("\(line), status=queued")
+            InboundMetrics.messageAccepted(bytes: message.size)
             return session.enqueued(queueID: body.queueID)
         } catch {
             await body.discard()
             logger.error("\(body.queueID): queue write failed, status=refused (452 4.3.1): \(error)")
+            InboundMetrics.rejected(code: 452)
             return session.enqueueFailed()
         }
     }

@@ -1,5 +1,6 @@
 import GRDB
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
@@ -21,6 +22,8 @@ public final class GroupCommitter: Service, Sendable {
     }
 
     public let store: QueueStore
+    /// `petrel_group_commit_batch_size`: messages per commit (one fsync each).
+    private static let batchSizes = Recorder(label: "petrel_group_commit_batch_size", aggregate: true)
     private let state = NIOLockedValueBox(State())
     private let wakeUps: AsyncStream<Void>
     private let wakeUp: AsyncStream<Void>.Continuation
@@ -77,6 +80,7 @@ public final class GroupCommitter: Service, Sendable {
     private func commit(_ batch: [Request]) async {
         do {
             try await write(batch)
+            Self.batchSizes.record(batch.count)
             onBatch(batch.count)
             for request in batch { request.continuation.resume() }
         } catch {

@@ -198,6 +198,37 @@ struct SystemResolverTests {
         let resolver = try SystemResolver(servers: [address], timeout: .seconds(1), attempts: 1)
         #expect(try await resolver.mailExchangers(for: "nullmx.test") == .found([Self.mx(0, "")]))
         #expect(server.log().contains("query[MX] nullmx.test from ::1"))
+
+        // A dead IPv4 server first, then the IPv6 one: both kinds in one server list.
+        let deadPort = try DNSTestServer.freePort(ipv6: false)
+        let mixed = try SystemResolver(servers: ["127.0.0.1:\(deadPort)", address], timeout: .seconds(1), attempts: 1)
+        #expect(try await mixed.addresses(of: "v6only.test") == .found(["2001:db8::3"]))
+        #expect(server.log().contains("query[AAAA] v6only.test from ::1"))
+    }
+
+    // MARK: - The test server itself
+
+    @Test func theTestServerServesRawRecordsAndAcceptsTXT() async throws {
+        let server = try DNSTestServer(records: [
+            .raw(name: "raw.test", type: 15, hexData: "0005 00"),
+            .txt(name: "raw.test", text: "v=spf1 -all \"quoted\""),
+        ])
+        defer { server.stop() }
+        let resolver = try SystemResolver(servers: [server.address], timeout: .seconds(1), attempts: 1)
+        #expect(try await resolver.mailExchangers(for: "raw.test") == .found([Self.mx(5, "")]))
+    }
+
+    @Test(arguments: [
+        DNSTestServer.Record.a(host: "bad.test", address: "not-an-address"),
+        .a(host: "bad.test", address: "2001:db8::1"),
+        .aaaa(host: "bad.test", address: "192.0.2.1"),
+        .mx(domain: "bad.test", preference: 70_000, exchange: "mx.bad.test"),
+        .raw(name: "bad.test", type: -1, hexData: "00"),
+    ])
+    func theTestServerReportsAnInvalidRecord(_ record: DNSTestServer.Record) {
+        #expect(throws: DNSTestServer.Failure.self) {
+            try DNSTestServer(records: [record])
+        }
     }
 
     // MARK: - Cache

@@ -28,8 +28,10 @@ import Musl
 ///   times out, which it reports as a temporary failure (like SERVFAIL).
 /// - Names outside the local domains are REFUSED at once (there is no upstream server): also a temporary failure.
 ///
-/// The server runs until ``stop()`` or deinit. dnsmasq is found at /usr/sbin/dnsmasq, /usr/local/sbin/dnsmasq,
-/// or on `PATH` (`scripts/install-test-deps` installs it).
+/// The server runs until ``stop()`` or deinit, and never outlives the test process: a guardian shell kills
+/// dnsmasq when the process ends, even by a crash. dnsmasq is found at /usr/sbin/dnsmasq,
+/// /usr/local/sbin/dnsmasq, or on `PATH` (`scripts/install-test-deps` installs it). An invalid record
+/// (say, an address that is not one) makes `init` throw with dnsmasq's complaint.
 public final class DNSTestServer: Sendable {
     /// One fact for the server to publish.
     public enum Record: Sendable, Hashable {
@@ -87,6 +89,7 @@ public final class DNSTestServer: Sendable {
         logQueries: Bool = true,
         port: Int? = nil
     ) throws {
+        try Self.validate(records)
         let executable = try Self.findDnsmasq()
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("petrel-dns-\(UUID().uuidString)", isDirectory: true)
@@ -225,6 +228,27 @@ public final class DNSTestServer: Sendable {
             lines.append("local=/\(domain)/")
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// What dnsmasq would misread rather than reject: an A or AAAA address of the wrong form (which
+    /// `host-record` takes for another name).
+    private static func validate(_ records: [Record]) throws {
+        for record in records {
+            switch record {
+            case .a(let host, let address):
+                var parsed = in_addr()
+                guard inet_pton(AF_INET, address, &parsed) == 1 else {
+                    throw Failure(description: "A record of \(host): not an IPv4 address: \(address)")
+                }
+            case .aaaa(let host, let address):
+                var parsed = in6_addr()
+                guard inet_pton(AF_INET6, address, &parsed) == 1 else {
+                    throw Failure(description: "AAAA record of \(host): not an IPv6 address: \(address)")
+                }
+            default:
+                continue
+            }
+        }
     }
 
     private static func trimmed(_ name: String) -> String {
@@ -382,24 +406,62 @@ extension DNSTestServer.Record {
     }
 }
 
-/// A child process started with posix_spawn(3) and reaped with waitpid(2).
+/// dnsmasq under a small guardian shell, started with posix_spawn(3) and reaped with waitpid(2).
+///
+/// The shell runs dnsmasq in the background and kills it as soon as its fd 3, the read end of a pipe
+/// whose only write end this object holds, reaches end of file: when ``terminate()`` closes the write end,
+/// and also when the test process dies in any way (a crash, an `exit` that skips deinit), so that no
+/// dnsmasq outlives the tests. The shell exits when dnsmasq does, so it stands for dnsmasq's liveness.
 ///
 /// Not Foundation's `Process`: on Linux it hands the child the spawning thread's signal mask (Swift's
 /// worker threads block SIGTERM, so dnsmasq could not be stopped), and its exit monitor blocks in
 /// waitpid(2) as soon as the child closes inherited descriptors, which dnsmasq does at start-up.
 final class ChildProcess: Sendable {
+    /// `$0` is the program, `$@` its arguments.
+    private static let guardianScript = """
+        "$0" "$@" 3<&- &
+        child=$!
+        trap 'kill -TERM $child 2>/dev/null' TERM
+        { read -r _ <&3; kill -TERM $child 2>/dev/null; } &
+        exec 3<&-
+        wait $child
+        """
+
+    private static let spawnLock = NIOLock()
+
+    /// The guardian shell's process ID.
     let pid: pid_t
-    /// Whether the child has been reaped.
-    private let exited = NIOLockedValueBox(false)
+
+    private struct State {
+        var exited = false
+        /// The write end of the guardian's pipe; -1 once closed.
+        var lifeline: Int32
+    }
+
+    private let state: NIOLockedValueBox<State>
 
     /// Starts `executable` with stdin from /dev/null and stdout and stderr appended to `output`.
     init(executable: String, arguments: [String], output: String) throws {
+        // Under the lock, no other guardian can be spawned while the new pipe's ends are inheritable.
+        Self.spawnLock.lock()
+        defer { Self.spawnLock.unlock() }
+        var pipeEnds: [Int32] = [-1, -1]
+        guard pipe(&pipeEnds) == 0 else {
+            throw DNSTestServer.Failure(description: "pipe: \(String(cString: strerror(errno)))")
+        }
+        let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
+        defer { close(readEnd) }
+        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // dup2 clears close-on-exec on fd 3 only; both original ends close at exec.
+        posix_spawn_file_actions_adddup2(&actions, readEnd, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -415,16 +477,19 @@ final class ChildProcess: Sendable {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = ([executable] + arguments).map { strdup($0) }
+        let shell = "/bin/sh"
+        let argv = ([shell, "-c", Self.guardianScript, executable] + arguments).map { strdup($0) }
         defer { argv.forEach { free($0) } }
         var pid = pid_t()
         let result = (argv + [nil]).withUnsafeBufferPointer { argvPointer in
-            posix_spawn(&pid, executable, &actions, &attributes, argvPointer.baseAddress!, environ)
+            posix_spawn(&pid, shell, &actions, &attributes, argvPointer.baseAddress!, environ)
         }
         guard result == 0 else {
+            close(writeEnd)
             throw DNSTestServer.Failure(description: "could not start \(executable): \(String(cString: strerror(result)))")
         }
         self.pid = pid
+        self.state = NIOLockedValueBox(State(lifeline: writeEnd))
     }
 
     deinit {
@@ -432,21 +497,24 @@ final class ChildProcess: Sendable {
     }
 
     var isRunning: Bool {
-        self.exited.withLockedValue { exited in
-            if !exited {
+        self.state.withLockedValue { state in
+            if !state.exited {
                 var status: Int32 = 0
                 let reaped = waitpid(self.pid, &status, WNOHANG)
-                exited = reaped == self.pid || (reaped < 0 && errno == ECHILD)
+                state.exited = reaped == self.pid || (reaped < 0 && errno == ECHILD)
             }
-            return !exited
+            return !state.exited
         }
     }
 
-    /// Sends SIGTERM and waits for the child to exit; SIGKILL if it is still there after 5 s.
+    /// Has the guardian stop dnsmasq (SIGTERM) and waits for both to exit; SIGKILL after 5 s.
     func terminate() {
-        self.exited.withLockedValue { exited in
-            guard !exited else { return }
-            kill(self.pid, SIGTERM)
+        self.state.withLockedValue { state in
+            if state.lifeline >= 0 {
+                close(state.lifeline)
+                state.lifeline = -1
+            }
+            guard !state.exited else { return }
             let deadline = ContinuousClock.now + .seconds(5)
             var status: Int32 = 0
             while true {
@@ -459,9 +527,9 @@ final class ChildProcess: Sendable {
                     _ = waitpid(self.pid, &status, 0)
                     break
                 }
-                usleep(5_000)
+                usleep(2_000)
             }
-            exited = true
+            state.exited = true
         }
     }
 }
