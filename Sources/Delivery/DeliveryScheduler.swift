@@ -2,6 +2,7 @@ import Foundation
 import DNSResolver
 import Logging
 import MailQueue
+import NIOConcurrencyHelpers
 import NIOCore
 import SMTPProtocol
 import ServiceLifecycle
@@ -21,7 +22,9 @@ public final class DeliveryScheduler: Service, Sendable {
     private let doorbell = Doorbell()
     private let dispatcher: JobDispatcher
     private let cache = ConnectionCache()
-    private let attempt: DeliveryAttempt
+    private let attempts: NIOLockedValueBox<DeliveryAttempt>
+    private let resolver: any DNSResolving
+    private let tlsFailures = TLSFailureMemory()
     private let notifications: NotificationFactory
 
     public init(store: QueueStore, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
@@ -31,16 +34,30 @@ public final class DeliveryScheduler: Service, Sendable {
         self.ownerPrefix = "\(settings.hostname):"
         self.owner = "\(settings.hostname):\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
         self.dispatcher = JobDispatcher(capacity: settings.workers * 2, maximumPerDomain: settings.maximumConnectionsPerDomain)
+        self.resolver = resolver
+        self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
+        self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
+    }
+
+    private static func makeAttempt(
+        _ settings: DeliverySettings, resolver: any DNSResolving, cache: ConnectionCache, tlsFailures: TLSFailureMemory, logger: Logger
+    ) -> DeliveryAttempt {
         let router = Router(routes: settings.routes, smarthost: settings.smarthost, mxPort: settings.mxPort, resolver: resolver)
         var attempt = DeliveryAttempt(
             router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
             tlsPolicy: settings.tls, smarthostTLSPolicy: settings.smarthostTLS, smarthostCredentials: settings.smarthostCredentials,
             opportunisticTLS: try? ClientTLS.opportunistic(), verifiedTLS: try? ClientTLS.verified(trustRoots: settings.trustRoots),
-            tlsFailures: TLSFailureMemory()
+            tlsFailures: tlsFailures
         )
-        attempt.log = { [logger] line in logger.notice("\(line)") }
-        self.attempt = attempt
-        self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
+        attempt.log = { line in logger.notice("\(line)") }
+        return attempt
+    }
+
+    /// A reload: routes, smarthost, TLS policies, credentials and timeouts apply to the next job.
+    /// (The worker count and per-domain limit stay as they were until a restart.)
+    public func update(settings: DeliverySettings) {
+        let attempt = Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger)
+        attempts.withLockedValue { $0 = attempt }
     }
 
     /// New mail was queued: look for due work now rather than at the next poll.
@@ -138,7 +155,11 @@ public final class DeliveryScheduler: Service, Sendable {
             try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date().addingTimeInterval(60))
             return
         }
+        let started = ContinuousClock.now
+        let attempt = attempts.withLockedValue { $0 }
         let result = await attempt.run(job, content: content)
+        let elapsed = (ContinuousClock.now - started).components
+        DeliveryMetrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         if Task.isCancelled, result.outcomes.allSatisfy({ if case .deferred = $0 { true } else { false } }) {
             // Shutdown cut the attempt short: give the recipients back rather than count a failure.
             try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date())
@@ -201,6 +222,7 @@ public final class DeliveryScheduler: Service, Sendable {
             results.append(RecipientResult(recipientID: recipient.id, disposition: disposition, reply: "\(reply)", relay: result.relay, attemptedAt: now))
             let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
             let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
+            DeliveryMetrics.attempt(status)
             let tls = result.tls.map { ", tls=\($0)" } ?? ""
             logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(dsn), status=\(status) (\(reply))")
         }
@@ -215,6 +237,7 @@ public final class DeliveryScheduler: Service, Sendable {
                 for statuses in [failures, delays, relayed] where !statuses.isEmpty {
                     if let notice = notifications.make(for: job, statuses: statuses, original: original, now: now) {
                         notices.append(notice)
+                        DeliveryMetrics.notification(statuses[0].action == .failed ? "failure" : statuses[0].action == .delayed ? "delay" : "success")
                         logger.info("\(job.queueID): sender notification \(notice.queueID): \(statuses[0].action.rawValue)")
                     }
                 }

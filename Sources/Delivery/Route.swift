@@ -53,6 +53,11 @@ public struct Router: Sendable {
         self.maximumHosts = maximumHosts
     }
 
+    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = (ContinuousClock.now - start).components
+        return elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
+    }
+
     public func route(for domain: String) async throws(RoutingFailure) -> Route {
         let domain = domain.lowercased()
         if let hop = routes[domain] {
@@ -69,6 +74,8 @@ public struct Router: Sendable {
             return Route(kind: .mx, hosts: [Route.Host(name: domain, addresses: [address], port: mxPort)])
         }
         let exchangers: DNSResult<[MXRecord]>
+        let started = ContinuousClock.now
+        defer { DeliveryMetrics.dnsLookup("mx", nanoseconds: Self.nanoseconds(since: started)) }
         do {
             exchangers = try await resolver.mailExchangers(for: domain)
         } catch {
@@ -108,6 +115,8 @@ public struct Router: Sendable {
             return Route.Host(name: name, addresses: [name], port: port)
         }
         let result: DNSResult<[String]>
+        let started = ContinuousClock.now
+        defer { DeliveryMetrics.dnsLookup("address", nanoseconds: Self.nanoseconds(since: started)) }
         do {
             result = try await resolver.addresses(of: name)
         } catch {

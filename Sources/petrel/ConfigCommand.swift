@@ -1,4 +1,8 @@
 import ArgumentParser
+import Authentication
+import Delivery
+import InboundServer
+import PetrelConfig
 
 /// `petrel config …`
 struct ConfigCommand: AsyncParsableCommand {
@@ -7,13 +11,22 @@ struct ConfigCommand: AsyncParsableCommand {
     )
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate a configuration file (or the defaults).")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file (or the defaults): keys, values, the TLS files, the users file and the smarthost password file."
+        )
 
         @OptionGroup var options: ConfigOption
+        @Flag(help: "Print the effective configuration, defaults filled in.") var print = false
 
         func run() async throws {
             let configuration = try Bootstrap.loadConfiguration(options)
-            print("\(configuration.sourceFile ?? "(defaults)"): ok")
+            var delivery = DeliverySettings(configuration)
+            _ = try ServeCommand.loadSecurity(configuration, delivery: &delivery)
+            if print {
+                Swift.print(configuration.renderTOML(), terminator: "")
+            } else {
+                Swift.print("\(configuration.sourceFile ?? "(defaults)"): ok")
+            }
         }
     }
 }

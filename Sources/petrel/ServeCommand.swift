@@ -5,7 +5,10 @@ import Delivery
 import InboundServer
 import Logging
 import MailQueue
+import Metrics
+import NIOPosix
 import NIOSSL
+import Prometheus
 import PetrelConfig
 import ServiceLifecycle
 
@@ -27,9 +30,16 @@ struct ServeCommand: AsyncParsableCommand {
         if orphans > 0 {
             logger.notice("removed \(orphans) spool files of messages that were never acknowledged")
         }
+        let registry = PrometheusCollectorRegistry()
+        var metricsFactory = PrometheusMetricsFactory(registry: registry)
+        metricsFactory.valueHistogramBuckets["petrel_group_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        MetricsSystem.bootstrap(metricsFactory)
+        // Blocking DNS lookups get their own threads, so a dead name server cannot starve the spool I/O.
+        let dnsThreads = NIOThreadPool(numberOfThreads: 16)
+        dnsThreads.start()
         let resolver: SystemResolver
         do {
-            resolver = try SystemResolver(servers: configuration.delivery.dnsServers)
+            resolver = try SystemResolver(servers: configuration.delivery.dnsServers, threadPool: dnsThreads)
         } catch {
             Bootstrap.printError("configuration error: \(configuration.sourceFile ?? "(defaults)"): delivery.dns_servers: \(error)")
             throw ExitCode.failure
@@ -42,9 +52,17 @@ struct ServeCommand: AsyncParsableCommand {
                                    tlsContext: security.tlsContext, authenticator: security.authenticator)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in
         // flight, then the committer writes what is left.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: committer),
+            .init(service: QueueGauges(store: store, logger: logger)),
+        ]
+        if let address = configuration.metrics.listen {
+            services.append(.init(service: MetricsServer(address: address, registry: registry, logger: logger)))
+        }
+        services.append(.init(service: ReloadService(configurationFile: configuration.sourceFile, server: server, scheduler: scheduler,
+                                                     authenticator: security.authenticator, systemd: systemd, logger: logger)))
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: committer),
+            services: services + [
                 .init(service: scheduler),
                 .init(service: server),
                 // Last, so that shutdown reaches it first: STOPPING=1 before the listener closes.
@@ -70,7 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// and a problem names the key and the file.
     static func loadSecurity(
         _ configuration: PetrelConfiguration, delivery: inout DeliverySettings
-    ) throws -> (tlsContext: NIOSSLContext?, authenticator: Authenticator?) {
+    ) throws -> (tlsContext: NIOSSLContext?, authenticator: Authenticator) {
         let file = configuration.sourceFile ?? "(defaults)"
         let tlsContext: NIOSSLContext?
         do {
@@ -92,6 +110,6 @@ struct ServeCommand: AsyncParsableCommand {
             Bootstrap.printError("configuration error: \(file): \(error)")
             throw ExitCode.failure
         }
-        return (tlsContext, users.users.isEmpty ? nil : Authenticator(users: users))
+        return (tlsContext, Authenticator(users: users))
     }
 }

@@ -180,6 +180,24 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try PetrelConfiguration.parse(toml: "[delivery]\ntls = \"maybe\"", file: "f.toml") }
     }
 
+    @Test func printsTheEffectiveConfigurationSoThatItParsesBack() throws {
+        var configuration = try PetrelConfiguration.parse(toml: """
+            [delivery]
+            smarthost = "smtp.example.net:587"
+            [routes]
+            "a.example" = "10.0.0.5:25"
+            [access]
+            relay_domains = ["ours.example"]
+            """, file: "f.toml")
+        configuration.sourceFile = nil
+        var again = try PetrelConfiguration.parse(toml: configuration.renderTOML(), file: "printed.toml")
+        again.sourceFile = nil
+        // smarthost_tls is printed resolved; everything else must come back identical.
+        again.delivery.smarthostTLS = configuration.delivery.smarthostTLS
+        #expect(again == configuration)
+        #expect(PetrelConfiguration().renderTOML().contains("max_connections_per_client = 50"))
+    }
+
     static let durations: [(String, Duration?)] = [("30s", .seconds(30)), ("5m", .seconds(300)), ("4h", .seconds(14400)), ("5d", .seconds(432000)), ("0", .zero), ("5", nil), ("m", nil), ("-5m", nil), ("5w", nil)]
 
     @Test(arguments: durations)
