@@ -41,6 +41,8 @@ actor ConnectionCache {
             await connection.quit()
             return
         }
+        // No reply is awaited while parked: the read timeout must not fire and leave a stale event.
+        connection.suspendReadTimeout(for: maximumIdleTime + .seconds(60))
         idle[connection.key, default: []].append(Idle(connection: connection, since: .now))
     }
 

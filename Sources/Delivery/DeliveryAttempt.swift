@@ -113,7 +113,11 @@ struct DeliveryAttempt {
             do {
                 return (cached, try await cached.send(transaction, content: content))
             } catch let failure as HostFailure where failure.isStaleConnection {
+                // The server closed the idle connection: try once more on a fresh one.
                 await cached.close()
+            } catch {
+                await cached.close()
+                throw error
             }
         }
         let (security, tls) = self.security(for: kind, key: "\(address):\(host.port)")

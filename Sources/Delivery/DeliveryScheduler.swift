@@ -78,8 +78,11 @@ public final class DeliveryScheduler: Service, Sendable {
                 group.addTask { await self.feed() }
             }
         } onGracefulShutdown: {
+            Task {
+                await self.stopDispatching()
+                self.doorbell.ring()
+            }
             self.doorbell.ring()
-            Task { await self.stopDispatching() }
         }
         await cache.closeAll()
         logger.info("delivery stopped")
@@ -98,7 +101,7 @@ public final class DeliveryScheduler: Service, Sendable {
 
     /// Claims due work whenever the dispatcher has room; sleeps until the next recipient falls due.
     private func feed() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let room = await dispatcher.room
             if room == 0 {
                 if await isStopping() { return }
@@ -247,7 +250,10 @@ public final class DeliveryScheduler: Service, Sendable {
             let removed = try await store.recordResults(results, messageID: job.messageID, notifications: notices,
                                                         markDelayWarned: delays.isEmpty ? nil : now)
             if removed { logger.info("\(job.queueID): removed") }
-            if !notices.isEmpty { doorbell.ring() }
+            // New notifications are due now, and a deferral may be due before the feeder's next look.
+            if !notices.isEmpty || results.contains(where: { if case .deferred = $0.disposition { true } else { false } }) {
+                doorbell.ring()
+            }
         } catch {
             logger.error("\(job.queueID): cannot record delivery results; the lease will run out and the recipients be retried", metadata: ["error": "\(error)"])
         }

@@ -169,6 +169,16 @@ final class OutboundConnection: @unchecked Sendable {
         await close()
     }
 
+    /// While parked in the cache, nothing is awaited: the read timer is pushed out of the way.
+    func suspendReadTimeout(for duration: Duration) {
+        setTimeout(duration)
+    }
+
+    deinit {
+        // A connection dropped on an error path still finishes its writer (NIO requires it).
+        outbound.finish()
+    }
+
     func close() async {
         isBroken = true
         session.connectionLost()

@@ -72,6 +72,11 @@ def toml_value(value) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
+def toml_key(key: str) -> str:
+    """A bare key when it is one (`max_recipients`), else a quoted one (`"routed.test"`)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def toml_document(config: dict) -> str:
     """Top-level scalars first, then one `[section]` per nested dict."""
     lines = []
@@ -83,7 +88,7 @@ def toml_document(config: dict) -> str:
             lines.append("")
             lines.append(f"[{section}]")
             for key, value in table.items():
-                lines.append(f"{key} = {toml_value(value)}")
+                lines.append(f"{toml_key(key)} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +131,10 @@ class PetrelServer:
         self.config = {key: (dict(value) if isinstance(value, dict) else value) for key, value in (config or {}).items()}
         self.config.setdefault("hostname", HOSTNAME)
         self.config.setdefault("queue", {}).setdefault("path", "data/queue.sqlite")
+        # Tests that don't configure delivery inspect the queue: keep their mail in it. A smarthost where
+        # nothing listens makes every attempt a quick deferral, retried an hour later.
+        self.config.setdefault("delivery", {"smarthost": "127.0.0.1:9", "retry_min": "1h", "retry_max": "1h",
+                                            "connect_timeout": "1s"})
         self.port: Optional[int] = None
         self.process: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
