@@ -24,7 +24,8 @@ GOOD_CONFIG = {
         "relay_networks": ["127.0.0.0/8", "::1/128", "192.0.2.0/24"],
         "relay_domains": ["example.com"],
     },
-    "queue": {"path": "petrel-data/queue.sqlite", "max_queue_lifetime": "5d"},
+    "queue": {"path": "petrel-data/queue.sqlite"},
+    "delivery": {"max_queue_lifetime": "5d"},
 }
 
 
@@ -68,7 +69,7 @@ def test_unknown_key_is_named_with_the_file(tmp_path):
     ({"inbound": {"command_timeout": "5 parsecs"}}, "inbound.command_timeout"),
     ({"inbound": {"bare_line_endings": "sometimes"}}, "inbound.bare_line_endings"),
     ({"inbound": {"listen": ["127.0.0.1"]}}, "inbound.listen"),
-    ({"queue": {"max_queue_lifetime": "0s"}}, "queue.max_queue_lifetime"),
+    ({"delivery": {"max_queue_lifetime": "0s"}}, "delivery.max_queue_lifetime"),
     ({"frobnicate": {"x": 1}}, "frobnicate"),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_bad_value_is_named(tmp_path, config, key):

@@ -121,7 +121,7 @@ def test_other_commands_reply_as_documented(default_server):
 
 
 def test_expiry_follows_max_queue_lifetime(petrel_server):
-    server = petrel_server({"queue": {"max_queue_lifetime": "2d"}})
+    server = petrel_server({"delivery": {"max_queue_lifetime": "2d", "smarthost": "127.0.0.1:9", "retry_min": "1h", "retry_max": "1h"}})
     queue_id = send_raw_transaction(server, "MAIL FROM:<a@example.org>", ["RCPT TO:<r@example.com>"])
     message = server.queue_show(queue_id)
     arrived = datetime.datetime.fromisoformat(message["arrived_at"].replace("Z", "+00:00"))
