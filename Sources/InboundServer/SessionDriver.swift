@@ -126,10 +126,10 @@ struct SessionDriver {
                             )
                         case .startTLS(let reply):
                             reply.write(to: &output)
-                            try await flush(&output, outbound)
                             input.clear()
                             isAwaitingTLS = true
-                            try await startTLS()
+                            try await startTLS(writing: output)
+                            output.clear()
                         case .enqueue, .verifyCredentials:
                             preconditionFailure("the session asked for \(action) out of turn")
                         }
@@ -162,11 +162,18 @@ struct SessionDriver {
         output.clear()
     }
 
-    /// Adds the TLS handler in front of the gate; the gate reports the end of the handshake.
-    private func startTLS() async throws {
+    /// Writes the replies that end with the `220` to STARTTLS and adds the TLS handler in front of the gate,
+    /// in one event-loop task: a client may send its ClientHello as soon as it reads the `220`, and that
+    /// must not be read before the handler is there (it would be taken for plaintext and thrown away, and
+    /// the handshake would hang). The gate reports the end of the handshake.
+    private func startTLS(writing replies: ByteBuffer) async throws {
         guard let tlsContext else { preconditionFailure("STARTTLS without a TLS context") }
         let gate = connection.gate
-        try await connection.channel.channel.eventLoop.submit {
+        let channel = connection.channel.channel
+        try await channel.eventLoop.submit {
+            // Written from the gate's place in the pipeline, so the bytes pass no TLS handler.
+            let context = try channel.pipeline.syncOperations.context(handler: gate.value)
+            context.writeAndFlush(NIOAny(replies), promise: nil)
             try gate.value.startTLS(NIOSSLServerHandler(context: tlsContext))
         }.get()
     }

@@ -171,6 +171,10 @@ public struct ServerSession: Sendable {
 
     /// A line longer than the command-line limit (RFC 5321 §4.5.3.1.4).
     public mutating func receiveOverlongLine() -> Action {
+        if case .authenticating = state {
+            // A SASL response longer than any line we take is no valid response.
+            return malformedSASL()
+        }
         precondition(state == .commands)
         return reject(SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: line too long"))
     }
