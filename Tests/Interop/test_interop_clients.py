@@ -34,7 +34,7 @@ def test_swaks_message_is_queued_with_its_envelope(default_server):
     assert message["sender"] == "a@example.org"
     assert [r["address"] for r in message["recipients"]] == ["user@example.com"]
     assert message["recipients"][0]["state"] in ("queued", "deferred")  # the first attempt may already have run
-    assert message["recipients"][0]["attempts"] == 0
+    assert message["recipients"][0]["attempts"] in (0, 1)
     assert message["client_address"] == "127.0.0.1"
     assert message["protocol"] == "ESMTP"
     assert message["held"] is False
