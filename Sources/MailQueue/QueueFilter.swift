@@ -39,9 +39,19 @@ public struct QueueFilter: Sendable, Equatable {
     /// rather than on every recipient of the matching messages.
     public var selectsRecipients: Bool { recipientCondition != nil }
 
-    /// The conditions on `m` (the message row), the recipient conditions included as an `EXISTS` over the
-    /// message's recipients; `"1"` when there are none.
-    var messageCondition: (sql: String, arguments: StatementArguments) {
+    /// How many matching recipients make a recipient condition selective: below it, the matching messages
+    /// are found through a recipient index and sorted, rather than by reading the queue in order.
+    static let selectiveRecipientCount = 10_000
+
+    /// The conditions on `m` (the message row); `"1"` when there are none.
+    ///
+    /// The recipient conditions become an `EXISTS` over each message's recipients, for a read of the queue
+    /// in order that stops at the page's end: right when many messages match. With `recipientsFirst` they
+    /// become `m.id IN (SELECT message_id …)`, looked up through the recipient indexes and then sorted: right
+    /// when few match (see ``QueueStore/messageCondition(for:in:selectiveCount:)``).
+    var messageCondition: (sql: String, arguments: StatementArguments) { messageCondition(recipientsFirst: false) }
+
+    func messageCondition(recipientsFirst: Bool) -> (sql: String, arguments: StatementArguments) {
         var clauses: [String] = []
         var arguments = StatementArguments()
         if state == .held {
@@ -65,7 +75,10 @@ public struct QueueFilter: Sendable, Equatable {
             arguments += [arrivedBefore.unixMilliseconds]
         }
         if let (sql, recipientArguments) = recipientCondition {
-            clauses.append("EXISTS (SELECT 1 FROM recipient r WHERE r.message_id = m.id AND \(sql))")
+            clauses.append(recipientsFirst
+                ? "m.id IN (SELECT r.message_id FROM recipient r WHERE \(sql))"
+                // A probe of each message's own recipients: never let the planner scan an index by state.
+                : "EXISTS (SELECT 1 FROM recipient r INDEXED BY recipient_message WHERE r.message_id = m.id AND \(sql))")
             arguments += recipientArguments
         }
         return (clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), arguments)
@@ -84,8 +97,14 @@ public struct QueueFilter: Sendable, Equatable {
             arguments += [domain.lowercased()]
         }
         if let recipient {
+            let address = Self.bareAddress(recipient)
             clauses.append("r.address = ? COLLATE NOCASE")
-            arguments += [Self.bareAddress(recipient)]
+            arguments += [address]
+            if domain == nil, let at = address.lastIndex(of: "@") {
+                // The domain column is the address's, lowercased: it lets the index `recipient_domain` find it.
+                clauses.append("r.domain = ?")
+                arguments += [address[address.index(after: at)...].lowercased()]
+            }
         }
         return clauses.isEmpty ? nil : (clauses.joined(separator: " AND "), arguments)
     }

@@ -93,6 +93,8 @@ extension QueueStore {
                 }
                 try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
             }
+            // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
+            try self.applyPendingActions(recipientIDs: results.map(\.recipientID), now: Date(), in: db)
             for notification in notifications {
                 try self.insert(notification, in: db)
             }
@@ -111,27 +113,36 @@ extension QueueStore {
         return removed
     }
 
-    /// Gives claimed recipients back without an attempt: due again now.
+    /// Gives claimed recipients back without an attempt: due again now. An operator's delete or bounce
+    /// that waited for them is applied.
     public func releaseLeases(recipientIDs: [Int64], now: Date) async throws {
         guard !recipientIDs.isEmpty else { return }
-        try await pool.write { db in
+        let spoolFiles = try await pool.write { db -> [String] in
             let statement = try db.cachedStatement(sql: "UPDATE recipient SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ? WHERE id = ?")
             for id in recipientIDs {
                 try statement.execute(arguments: [now.unixMilliseconds, id])
             }
+            let messages = try self.applyPendingActions(recipientIDs: recipientIDs, now: Date(), in: db)
+            return try messages.compactMap { try self.removeIfFinished(messageID: $0, in: db).spoolFile }
         }
+        removeSpoolFiles(spoolFiles)
     }
 
     /// At start-up: the leases that earlier runs on this host held are released, so that their recipients
-    /// are retried at once rather than when the leases run out.
+    /// are retried at once rather than when the leases run out; an operator's delete or bounce that waited
+    /// for them is applied.
     public func releaseLeases(ownerPrefix: String, now: Date) async throws -> Int {
-        try await pool.write { db in
+        let (released, spoolFiles) = try await pool.write { db -> (Int, [String]) in
             try db.execute(sql: """
                 UPDATE recipient SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?
                 WHERE lease_owner LIKE ? ESCAPE '\\'
                 """, arguments: [now.unixMilliseconds, ownerPrefix.replacingOccurrences(of: "%", with: "\\%") + "%"])
-            return db.changesCount
+            let released = db.changesCount
+            let messages = try self.applyPendingActions(recipientIDs: nil, now: Date(), in: db)
+            return (released, try messages.compactMap { try self.removeIfFinished(messageID: $0, in: db).spoolFile })
         }
+        removeSpoolFiles(spoolFiles)
+        return released
     }
 
     /// When the next recipient falls due, for the scheduler's sleep.

@@ -14,6 +14,10 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
         public var lastAttemptAt: Date?
         public var lastReply: String?
         public var lastRelay: String?
+        /// Leased by the delivery engine: an attempt is under way (or was, until its lease runs out).
+        public var isInDelivery: Bool = false
+        /// An operator's `delete` or `bounce` that waits for the attempt under way to end.
+        public var pendingAction: String?
 
         enum CodingKeys: String, CodingKey {
             case address
@@ -23,6 +27,8 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
             case lastAttemptAt = "last_attempt_at"
             case lastReply = "last_reply"
             case lastRelay = "last_relay"
+            case isInDelivery = "in_delivery"
+            case pendingAction = "pending_action"
         }
 
         /// Every key is written, `null` when empty: the JSON shape is stable for scripts.
@@ -37,6 +43,8 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
             try container.encode(lastAttemptAt, forKey: .lastAttemptAt)
             try container.encode(lastReply, forKey: .lastReply)
             try container.encode(lastRelay, forKey: .lastRelay)
+            try container.encode(isInDelivery, forKey: .isInDelivery)
+            try container.encode(pendingAction, forKey: .pendingAction)
         }
     }
 
@@ -94,7 +102,7 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
         try container.encode(recipients, forKey: .recipients)
     }
 
-    init(row: Row, db: Database) throws {
+    init(row: Row, db: Database, now: Date = Date()) throws {
         queueID = row["queue_id"]
         sender = row["return_path"]
         size = row["size"]
@@ -110,7 +118,11 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
         dsnEnvelopeID = row["dsn_envid"]
         isHeld = row["is_held"]
         let messageID: Int64 = row["id"]
-        recipients = try Row.fetchAll(db, sql: "SELECT * FROM recipient WHERE message_id = ? ORDER BY id", arguments: [messageID]).map { row in
+        let nowMS = now.unixMilliseconds
+        recipients = try Row.fetchAll(db, sql: """
+            SELECT r.*, p.action AS pending_action FROM recipient r LEFT JOIN pending_action p ON p.recipient_id = r.id
+            WHERE r.message_id = ? ORDER BY r.id
+            """, arguments: [messageID]).map { row in
             Recipient(
                 address: row["address"],
                 originalRecipient: row["orcpt"],
@@ -120,7 +132,9 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
                 nextAttemptAt: Date(unixMilliseconds: row["next_attempt_at"]),
                 lastAttemptAt: (row["last_attempt_at"] as Int64?).map(Date.init(unixMilliseconds:)),
                 lastReply: row["last_reply"],
-                lastRelay: row["last_relay"]
+                lastRelay: row["last_relay"],
+                isInDelivery: row["lease_owner"] as String? != nil && (row["lease_expires_at"] as Int64? ?? 0) > nowMS,
+                pendingAction: row["pending_action"]
             )
         }
     }
