@@ -26,6 +26,8 @@ public final class DeliveryScheduler: Service, Sendable {
     private let resolver: any DNSResolving
     private let tlsFailures = TLSFailureMemory()
     private let notifications: NotificationFactory
+    /// Group commit for results: many jobs' outcomes share one transaction and one fsync.
+    private let results: BatchedWriter<QueueStore.JobRecord, Bool>
 
     public init(store: QueueStore, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
         self.store = store
@@ -37,6 +39,7 @@ public final class DeliveryScheduler: Service, Sendable {
         self.resolver = resolver
         self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
         self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
+        self.results = BatchedWriter(write: { records in try await store.recordResults(records) })
     }
 
     private static func makeAttempt(
@@ -71,11 +74,16 @@ public final class DeliveryScheduler: Service, Sendable {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for _ in 0..<settings.workers {
-                    group.addTask { await self.work() }
+            await withDiscardingTaskGroup { outer in
+                outer.addTask { await self.results.run() }
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<settings.workers {
+                        group.addTask { await self.work() }
+                    }
+                    group.addTask { await self.feed() }
                 }
-                group.addTask { await self.feed() }
+                // Every worker is done: write the last results, then stop.
+                self.results.finish()
             }
         } onGracefulShutdown: {
             Task {
@@ -247,8 +255,9 @@ public final class DeliveryScheduler: Service, Sendable {
             }
         }
         do {
-            let removed = try await store.recordResults(results, messageID: job.messageID, notifications: notices,
-                                                        markDelayWarned: delays.isEmpty ? nil : now)
+            let removed = try await self.results.submit(QueueStore.JobRecord(
+                results: results, messageID: job.messageID, notifications: notices, markDelayWarned: delays.isEmpty ? nil : now
+            ))
             if removed { logger.info("\(job.queueID): removed") }
             // New notifications are due now, and a deferral may be due before the feeder's next look.
             if !notices.isEmpty || results.contains(where: { if case .deferred = $0.disposition { true } else { false } }) {

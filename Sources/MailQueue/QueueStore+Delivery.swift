@@ -68,6 +68,22 @@ extension QueueStore {
         )
     }
 
+    /// What one attempt at one job wrote back: its recipients' results, the notifications they cause, and
+    /// the delay warning it sent, if any.
+    public struct JobRecord: Sendable {
+        public var results: [RecipientResult]
+        public var messageID: Int64
+        public var notifications: [IncomingMessage]
+        public var markDelayWarned: Date?
+
+        public init(results: [RecipientResult], messageID: Int64, notifications: [IncomingMessage], markDelayWarned: Date? = nil) {
+            self.results = results
+            self.messageID = messageID
+            self.notifications = notifications
+            self.markDelayWarned = markDelayWarned
+        }
+    }
+
     /// Writes one job's results, the notifications they cause, and removes the message once every recipient
     /// is final — all in one transaction, so a crash leaves either the old state (and the lease runs out) or
     /// the new one. Returns whether the message left the queue.
@@ -75,42 +91,50 @@ extension QueueStore {
     public func recordResults(
         _ results: [RecipientResult], messageID: Int64, notifications: [IncomingMessage], markDelayWarned: Date? = nil
     ) async throws -> Bool {
-        let (removed, spoolFile): (Bool, String?) = try await pool.write { db in
-            let statement = try db.cachedStatement(sql: """
-                UPDATE recipient SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?,
-                    last_reply = ?, last_relay = COALESCE(?, last_relay), lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = ?
-                """)
-            for result in results {
-                let state: String
-                var nextAttempt = result.attemptedAt.unixMilliseconds
-                switch result.disposition {
-                case .delivered: state = "delivered"
-                case .failed: state = "failed"
-                case .deferred(let next):
-                    state = "deferred"
-                    nextAttempt = next.unixMilliseconds
-                }
-                try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
-            }
-            // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
-            try self.applyPendingActions(recipientIDs: results.map(\.recipientID), now: Date(), in: db)
-            for notification in notifications {
-                try self.insert(notification, in: db)
-            }
-            if let markDelayWarned {
-                try db.execute(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?", arguments: [markDelayWarned.unixMilliseconds, messageID])
-            }
-            let pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')", arguments: [messageID]) ?? 0
-            guard pending == 0 else { return (false, nil) }
-            let spoolFile = try String.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [messageID])
-            try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [messageID])
-            return (true, spoolFile)
+        try await recordResults([JobRecord(results: results, messageID: messageID, notifications: notifications, markDelayWarned: markDelayWarned)])[0]
+    }
+
+    /// Writes many jobs' records in one transaction (group commit for delivery results). Returns, per
+    /// record, whether its message left the queue.
+    public func recordResults(_ records: [JobRecord]) async throws -> [Bool] {
+        let outcomes: [(Bool, String?)] = try await pool.write { db in
+            try records.map { try self.record($0, in: db) }
         }
-        if let spoolFile {
-            try? FileManager.default.removeItem(atPath: (spoolDirectory as NSString).appendingPathComponent(spoolFile))
+        removeSpoolFiles(outcomes.compactMap(\.1))
+        return outcomes.map(\.0)
+    }
+
+    private func record(_ record: JobRecord, in db: Database) throws -> (Bool, String?) {
+        let statement = try db.cachedStatement(sql: """
+            UPDATE recipient SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?,
+                last_reply = ?, last_relay = COALESCE(?, last_relay), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = ?
+            """)
+        for result in record.results {
+            let state: String
+            var nextAttempt = result.attemptedAt.unixMilliseconds
+            switch result.disposition {
+            case .delivered: state = "delivered"
+            case .failed: state = "failed"
+            case .deferred(let next):
+                state = "deferred"
+                nextAttempt = next.unixMilliseconds
+            }
+            try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
         }
-        return removed
+        // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
+        try applyPendingActions(recipientIDs: record.results.map(\.recipientID), now: Date(), in: db)
+        for notification in record.notifications {
+            try insert(notification, in: db)
+        }
+        if let markDelayWarned = record.markDelayWarned {
+            try db.execute(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?", arguments: [markDelayWarned.unixMilliseconds, record.messageID])
+        }
+        let pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')", arguments: [record.messageID]) ?? 0
+        guard pending == 0 else { return (false, nil) }
+        let spoolFile = try String.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [record.messageID])
+        try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [record.messageID])
+        return (true, spoolFile)
     }
 
     /// Gives claimed recipients back without an attempt: due again now. An operator's delete or bounce

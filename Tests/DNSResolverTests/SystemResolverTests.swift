@@ -165,7 +165,8 @@ struct SystemResolverTests {
         await #expect(throws: DNSError.self) {
             try await resolver.mailExchangers(for: "example.invalid")
         }
-        #expect(ContinuousClock.now - start < .seconds(1))
+        // An answer, not a timeout: well under the resolver's timeout even on a loaded machine.
+        #expect(ContinuousClock.now - start < .seconds(4))
     }
 
     @Test func aStoppedServerIsATemporaryFailure() async throws {
