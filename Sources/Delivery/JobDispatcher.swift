@@ -8,7 +8,9 @@ actor JobDispatcher {
     private var pending: [DeliveryJob] = []
     private var activePerDomain: [String: Int] = [:]
     private var inHand: Set<Int64> = []
-    private var waiters: [CheckedContinuation<DeliveryJob?, Never>] = []
+    private var waiters: [(id: Int, continuation: CheckedContinuation<DeliveryJob?, Never>)] = []
+    private var nextWaiterID = 0
+    private var cancelledWaiters: Set<Int> = []
     private var isShuttingDown = false
 
     init(capacity: Int, maximumPerDomain: Int) {
@@ -32,9 +34,30 @@ actor JobDispatcher {
 
     /// The next job for a worker, or `nil` when shutting down.
     func next() async -> DeliveryJob? {
-        if isShuttingDown { return nil }
+        if isShuttingDown || Task.isCancelled { return nil }
         if let job = takeEligible() { return job }
-        return await withCheckedContinuation { waiters.append($0) }
+        nextWaiterID += 1
+        let id = nextWaiterID
+        // A cancelled worker (the service group gave up waiting) stops waiting too.
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if cancelledWaiters.remove(id) != nil {
+                    continuation.resume(returning: nil)
+                } else {
+                    waiters.append((id, continuation))
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelWaiter(id) }
+        }
+    }
+
+    private func cancelWaiter(_ id: Int) {
+        if let index = waiters.firstIndex(where: { $0.id == id }) {
+            waiters.remove(at: index).continuation.resume(returning: nil)
+        } else {
+            cancelledWaiters.insert(id)
+        }
     }
 
     /// A worker is done with a job.
@@ -51,14 +74,14 @@ actor JobDispatcher {
         let unstarted = pending.flatMap { $0.recipients.map(\.id) }
         pending.removeAll()
         inHand.subtract(unstarted)
-        for waiter in waiters { waiter.resume(returning: nil) }
+        for waiter in waiters { waiter.continuation.resume(returning: nil) }
         waiters.removeAll()
         return unstarted
     }
 
     private func dispatch() {
         while !waiters.isEmpty, let job = takeEligible() {
-            waiters.removeFirst().resume(returning: job)
+            waiters.removeFirst().continuation.resume(returning: job)
         }
     }
 

@@ -19,6 +19,12 @@ enum Bootstrap {
         LogOutput.format = configuration.log.format
     }
 
+    /// SIGHUP asks for a reload. Until the reload service has taken the signal over, one that arrives
+    /// (an early `systemctl reload`, a stray `kill -HUP`) must not end the relay, as its default action would.
+    static func ignoreHangUpUntilReloadIsReady() {
+        signal(SIGHUP, SIG_IGN)
+    }
+
     /// Loads the configuration or exits with a message that names the file and the key.
     static func loadConfiguration(_ option: ConfigOption) throws -> PetrelConfiguration {
         do {

@@ -5,12 +5,12 @@
 /// gives `queue_id=65SHN2V1Q8K0TZ`, `to=bob@x.test`, `relay=mx[127.0.0.3]:25`, `delay=0.1`, `attempts=1`,
 /// `dsn=2.0.0`, `status=sent` and `reply=250 Ok`.
 ///
-/// The rules, Postfix's: a line about a message starts with its queue id and `: `; then come `key=value`
-/// items separated by `, `. An address value is in angle brackets (taken without them; `<>` is the null
-/// sender, an empty value). A value may be followed by ` (text)`, the remote server's reply or a comment,
-/// which may itself hold commas, `=` and nested parentheses; it becomes `reply`. An item that is not
-/// `key=value` (free text such as `queue write failed`) is skipped. A line that does not start with a queue
-/// id has no fields.
+/// The rules, Postfix's: a line about a message starts with its queue id (upper-case letters and digits)
+/// and `: `; then come `key=value` items separated by `, `. An address value is in angle brackets (taken
+/// without them; `<>` is the null sender, an empty value). A value may be followed by ` (text)`, the remote
+/// server's reply or a comment, which may itself hold commas, `=` and nested parentheses; it becomes
+/// `reply`. An item that is not `key=value` (free text such as `queue write failed`) is skipped. A line that
+/// does not start with a queue id has no fields.
 enum MessageLogFields {
     /// The fields in the order they appear; the first of a repeated key wins.
     static func parse(_ message: String) -> [(key: String, value: String)] {
@@ -52,11 +52,12 @@ enum MessageLogFields {
         return fields
     }
 
-    /// A queue id is 10 to 32 upper-case letters and digits, followed by `: `.
+    /// A queue id is 10 to 32 upper-case letters and digits, at least one a digit, followed by `: `.
     private static func queueIDEnd(_ text: [UInt8]) -> Int? {
         var index = 0
         while index < text.count, isUpperAlphanumeric(text[index]) { index += 1 }
-        guard (10...32).contains(index), starts(text, at: index, with: ": ") else { return nil }
+        guard (10...32).contains(index), starts(text, at: index, with: ": "),
+              text[..<index].contains(where: isDigit) else { return nil }
         return index
     }
 
@@ -115,7 +116,11 @@ enum MessageLogFields {
     }
 
     private static func isUpperAlphanumeric(_ byte: UInt8) -> Bool {
-        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || isDigit(byte)
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
 
     private static func isLowerLetter(_ byte: UInt8) -> Bool {
@@ -123,6 +128,6 @@ enum MessageLogFields {
     }
 
     private static func isKeyByte(_ byte: UInt8) -> Bool {
-        isLowerLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
+        isLowerLetter(byte) || isDigit(byte) || byte == UInt8(ascii: "_")
     }
 }

@@ -22,6 +22,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Bootstrap.makeLogger()
+        Bootstrap.ignoreHangUpUntilReloadIsReady()
         let configuration = try Bootstrap.loadConfiguration(options)
         Bootstrap.applyLogSettings(configuration)
         let systemd = SystemdNotifier()
