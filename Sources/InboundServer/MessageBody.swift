@@ -28,19 +28,29 @@ struct MessageBody {
     }
 
     /// Decodes what `input` holds. Returns `true` at the end of data.
+    /// Why the spool file could not be written (disk full, I/O error). The rest of the text is still read,
+    /// to find its end, and the message is then refused with `452 4.3.1`.
+    private(set) var storageError: (any Error)?
+
     mutating func consume(_ input: inout ByteBuffer) async throws -> Bool {
         let start = pending.writerIndex
         let isFinished = decoder.decode(&input, into: &pending)
         if !headers.isFinished, pending.writerIndex > start {
             headers.scan(pending.getSlice(at: start, length: pending.writerIndex - start)!)
         }
-        if decoder.isDiscarding {
+        if decoder.isDiscarding || storageError != nil {
             pending.clear()
         } else if spool != nil ? pending.readableBytes >= Self.spoolChunk : pending.readableBytes > Self.inlineLimit {
-            if spool == nil {
-                spool = try await SpoolFile.create(directory: spoolDirectory, name: queueID)
+            do {
+                if spool == nil {
+                    spool = try await SpoolFile.create(directory: spoolDirectory, name: queueID)
+                }
+                try await spool!.write(pending)
+            } catch {
+                storageError = error
+                await spool?.discard()
+                spool = nil
             }
-            try await spool!.write(pending)
             pending.clear()
         }
         return isFinished

@@ -84,7 +84,15 @@ struct SessionDriver {
                             switch session.dataFinished(current.summary) {
                             case .enqueue(let envelope, let missing):
                                 try await flush(&output, outbound)
-                                let action = await store(&current, envelope: envelope, missing: missing, session: &session)
+                                let action: ServerSession.Action
+                                if let error = current.storageError {
+                                    // The spool file could not be written: the message is refused, never half-kept.
+                                    logger.error("\(current.queueID): spool write failed, status=refused (452 4.3.1): \(error)")
+                                    InboundMetrics.rejected(code: 452)
+                                    action = session.enqueueFailed()
+                                } else {
+                                    action = await store(&current, envelope: envelope, missing: missing, session: &session)
+                                }
                                 action.reply.write(to: &output)
                             case let action:
                                 await current.discard()
