@@ -150,6 +150,8 @@ public final class DeliveryScheduler: Service, Sendable {
         while let job = await dispatcher.next() {
             await deliver(job)
             await dispatcher.finished(job)
+            // There is room for more work now: the feeder need not wait for its next look.
+            doorbell.ring()
         }
     }
 

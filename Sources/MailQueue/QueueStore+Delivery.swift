@@ -27,8 +27,9 @@ extension QueueStore {
             }
             var messages: [Int64: Row] = [:]
             let messageIDs = Set(rows.map { $0["message_id"] as Int64 })
+            let messageStatement = try db.cachedStatement(sql: "SELECT * FROM message WHERE id = ?")
             for id in messageIDs {
-                messages[id] = try Row.fetchOne(db, sql: "SELECT * FROM message WHERE id = ?", arguments: [id])
+                messages[id] = try Row.fetchOne(messageStatement, arguments: [id])
             }
             var jobs: [DeliveryJob] = []
             var index: [String: Int] = [:]
@@ -130,10 +131,12 @@ extension QueueStore {
         if let markDelayWarned = record.markDelayWarned {
             try db.execute(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?", arguments: [markDelayWarned.unixMilliseconds, record.messageID])
         }
-        let pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')", arguments: [record.messageID]) ?? 0
+        let pending = try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
+            arguments: [record.messageID]) ?? 0
         guard pending == 0 else { return (false, nil) }
-        let spoolFile = try String.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [record.messageID])
-        try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [record.messageID])
+        let spoolFile = try String.fetchOne(db.cachedStatement(sql: "SELECT spool_file FROM message WHERE id = ?"), arguments: [record.messageID])
+        try db.cachedStatement(sql: "DELETE FROM message WHERE id = ?").execute(arguments: [record.messageID])
         return (true, spoolFile)
     }
 
