@@ -58,16 +58,18 @@ public struct ReplyParser: Sendable {
         return Self.reply(code: lineCode, lines: lines)
     }
 
-    /// Separates an enhanced status code (RFC 2034 §4) from the text when every line starts with one
-    /// whose class matches the reply code's first digit.
+    /// Separates an enhanced status code (RFC 2034 §4) from the text when the first line starts with one
+    /// whose class matches the reply code's first digit. The code and the spaces after it are removed from
+    /// every line that repeats it; a line that does not has only its leading spaces removed, so that the
+    /// reply reads back the same once ``SMTPReply/write(to:)`` has put the code in front of every line.
     static func reply(code: Int, lines: [String]) -> SMTPReply {
         let first = lines[0]
         if let space = first.firstIndex(of: " ") ?? (first.isEmpty ? nil : first.endIndex),
            let enhanced = EnhancedStatusCode(first[..<space]), enhanced.codeClass == code / 100 {
             let prefix = String(first[..<space])
             let stripped = lines.map { line -> String in
-                guard line.hasPrefix(prefix) else { return line }
-                return String(line.dropFirst(prefix.count).drop(while: { $0 == " " }))
+                let text = line.hasPrefix(prefix) ? line.dropFirst(prefix.count) : Substring(line)
+                return String(text.drop(while: { $0 == " " }))
             }
             return SMTPReply(code, enhanced, stripped)
         }

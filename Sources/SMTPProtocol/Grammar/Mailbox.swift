@@ -13,11 +13,14 @@ public struct Mailbox: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(localPart)@\(domain)" }
 
+    // These look at octets, not Characters: a combining mark after `"`, `%`, `!` or `@` makes one grapheme
+    // with it, and `hasPrefix` or `contains` on Characters would then not see the ASCII character at all.
+
     /// `true` when the domain is an address literal (RFC 5321 §4.1.3).
-    public var isAddressLiteral: Bool { domain.hasPrefix("[") }
+    public var isAddressLiteral: Bool { domain.utf8.first == UInt8(ascii: "[") }
 
     /// `true` when the local part is a quoted string (RFC 5321 §4.1.2).
-    public var isQuoted: Bool { localPart.hasPrefix("\"") }
+    public var isQuoted: Bool { localPart.utf8.first == UInt8(ascii: "\"") }
 
     /// The domain, lowercased, for routing and policy decisions.
     public var normalizedDomain: String { domain.lowercased() }
@@ -26,7 +29,7 @@ public struct Mailbox: Hashable, Sendable, CustomStringConvertible {
     /// UUCP bang paths) or an `@` inside quotes. A relay must treat such a recipient as a request to
     /// relay elsewhere (RFC 5321 §3.6.1 warns against source-routing tricks).
     public var hasRoutingInLocalPart: Bool {
-        localPart.contains { $0 == "%" || $0 == "!" || $0 == "@" }
+        localPart.utf8.contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "!") || $0 == UInt8(ascii: "@") }
     }
 
     /// `true` when any part needs SMTPUTF8 (RFC 6531 §3.4).

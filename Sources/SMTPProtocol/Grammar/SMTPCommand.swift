@@ -15,10 +15,11 @@ public enum SMTPCommand: Hashable, Sendable {
     case startTLS
     case auth(String)
 
-    /// Parses one command line (without CRLF). Verbs are case-insensitive (RFC 5321 §2.4).
+    /// Parses one command line (without CRLF). Verbs are case-insensitive (RFC 5321 §2.4), in ASCII only:
+    /// Unicode case mapping would take `MAıL` (dotless i) or `ſTARTTLS` (long s) for `MAIL` and `STARTTLS`.
     public init(parsing line: Substring) throws(SMTPSyntaxError) {
         let verbEnd = line.firstIndex(of: " ") ?? line.endIndex
-        let verb = line[..<verbEnd].uppercased()
+        let verb = String(decoding: line[..<verbEnd].utf8.map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
         let argument = verbEnd < line.endIndex ? line[line.index(after: verbEnd)...] : ""
 
         switch verb {
