@@ -18,8 +18,7 @@ import SMTPProtocol
 //    recipients, each permitted by the relay policy (or an authenticated client), within the size limit,
 //    with no bare line ending under the reject policy, SMTPUTF8 declared when an address needs it, and AUTH
 //    done when the listener requires it.
-// 5. The same client bytes in 3 random pieces give the same transcript as the whole (until a STARTTLS,
-//    after which the driver throws buffered input away).
+// 5. The same client bytes in 3 random pieces give the same transcript as the whole.
 // 6. SMTPCommand(parsing:), when it accepts a line, accepts it for the verb written at its start (ASCII,
 //    case-insensitive: RFC 5321 §2.4), and a HELO/EHLO name has no space or control character.
 
@@ -33,12 +32,10 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
 
     let setup = SessionSetup(choices: &choices)
     let whole = runSession([input], setup)
-    if !whole.sawSTARTTLS {
-        let pieces = choices.pieces(of: input, count: 3)
-        let split = runSession(pieces, setup)
-        fuzzCheck(split.transcript == whole.transcript,
-                  "in pieces \(pieces.map { show($0) }) the transcript is \(show(split.transcript)), whole \(show(whole.transcript)); \(setup)")
-    }
+    let pieces = choices.pieces(of: input, count: 3)
+    let split = runSession(pieces, setup)
+    fuzzCheck(split.transcript == whole.transcript,
+              "in pieces \(pieces.map { show($0) }) the transcript is \(show(split.transcript)), whole \(show(whole.transcript)); \(setup)")
     return 0
 }
 
@@ -135,6 +132,7 @@ struct SessionSetup: CustomStringConvertible {
     var relayPolicy: RelayPolicy
     var allowedSenders: [String]
     var storeSucceeds: Bool
+    var endsWithShutdown: Bool
 
     init(choices: inout FuzzChoices) {
         configuration = ServerSessionConfiguration(
@@ -151,14 +149,14 @@ struct SessionSetup: CustomStringConvertible {
         relayPolicy = RelayPolicy(clientMayRelay: choices.int(in: 0...3) == 0, relayDomains: ["example.org", "example.net"])
         allowedSenders = choices.bool() ? [] : ["@example.org", "postmaster@example.net"]
         storeSucceeds = choices.int(in: 0...7) != 0
+        endsWithShutdown = choices.bool()
     }
 
-    var description: String { "\(configuration), \(relayPolicy), allowed senders \(allowedSenders), store succeeds \(storeSucceeds)" }
+    var description: String { "\(configuration), \(relayPolicy), allowed senders \(allowedSenders), store succeeds \(storeSucceeds), ends with shutdown \(endsWithShutdown)" }
 }
 
 struct SessionRun {
     var transcript: [UInt8] = []
-    var sawSTARTTLS = false
 }
 
 /// The password the fake authenticator accepts.
@@ -247,16 +245,21 @@ func runSession(_ pieces: [[UInt8]], _ setup: SessionSetup) -> SessionRun {
             case .startTLS(let reply):
                 record(reply)
                 fuzzCheck(setup.configuration.isSTARTTLSAvailable && !session.isTLSActive, "STARTTLS when not offered; \(context())")
-                // RFC 3207 §6: what was sent before the handshake is thrown away; the rest of the input is
-                // taken as what arrives over TLS.
-                input.clear()
-                run.sawSTARTTLS = true
+                // The driver throws away what was pipelined before the handshake (RFC 3207 §6); that is the
+                // driver's business. Here the rest of the input is what the client sends over TLS, so that the
+                // fuzzer reaches the session after STARTTLS: EHLO again, AUTH, a transaction.
                 session.tlsEstablished(description: "TLSv1.3 TLS_AES_128_GCM_SHA256")
-                break processing
             case .enqueue, .verifyCredentials:
                 fuzzFail("the session asked for \(action) out of turn; \(context())")
             }
         }
+    }
+    // The client went quiet: a timeout, or the server shuts down (when no message is being read).
+    if body == nil {
+        let action = setup.endsWithShutdown ? session.shuttingDown() : session.timedOut()
+        guard case .replyAndClose(let reply) = action else { fuzzFail("the end gave \(action); \(context())") }
+        fuzzCheck(reply.code == 421, "the end answered \(reply); \(context())")
+        record(reply)
     }
     return run
 }

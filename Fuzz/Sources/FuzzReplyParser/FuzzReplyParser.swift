@@ -115,6 +115,7 @@ func driveClient(_ replies: [SMTPReply], choices: inout FuzzChoices) {
     while true {
         steps += 1
         fuzzCheck(steps < 10_000, "the client does not make progress; \(context())")
+        _ = client.wait
         switch action {
         case .send(let commands):
             fuzzCheck(commands.hasSuffix("\r\n") && !commands.isEmpty, "a command without CRLF: \(commands.debugDescription); \(context())")
