@@ -490,6 +490,26 @@ class SMTPConversation:
         return self.read_reply()
 
 
+def wait_until(predicate, timeout: float = 10.0, what: str = "condition", server: Optional["PetrelServer"] = None,
+               interval: float = 0.05, detail=None):
+    """Polls `predicate` until it returns something truthy, and returns that; fails after `timeout` seconds,
+    showing `detail()` (or the tail of the server's log) so the failure says what the relay was doing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if detail is not None:
+                log = f"\n{detail()}"
+            elif server is not None:
+                log = f"\n--- petrel log ---\n{server.log_text()[-5000:]}"
+            else:
+                log = ""
+            raise AssertionError(f"no {what} within {timeout}s{log}")
+        time.sleep(interval)
+
+
 def queue_id_of(reply) -> str:
     text = reply if isinstance(reply, str) else reply.text
     match = QUEUE_ID_PATTERN.search(text)

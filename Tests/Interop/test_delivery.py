@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import pytest
 
+from conftest import wait_until as conftest_wait_until
 from conftest import HOSTNAME, PetrelServer, SMTPConversation, free_port, loopback_alias_usable, queue_id_of
 from dns_server import DnsmasqServer, a, find_dnsmasq, mx, null_mx
 from smtp_sink import SMTPSink
@@ -69,15 +70,8 @@ def delivery_lines(server: PetrelServer, queue_id: Optional[str] = None) -> list
 
 def wait_until(predicate: Callable[[], object], timeout: float = WAIT, what: str = "condition",
                server: Optional[PetrelServer] = None, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            log = f"\n{relay_state(server)}" if server is not None else ""
-            raise AssertionError(f"no {what} within {timeout}s{log}")
-        time.sleep(interval)
+    return conftest_wait_until(predicate, timeout, what, interval=interval,
+                               detail=(lambda: relay_state(server)) if server is not None else None)
 
 
 def wait_for_line(server: PetrelServer, queue_id: str, status: str, to: Optional[str] = None,

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import pytest
 
+from conftest import wait_until as conftest_wait_until
 from conftest import HOSTNAME, PetrelServer, SMTPConversation, free_port
 from smtp_sink import SMTPSink
 
@@ -47,15 +48,7 @@ RESULT_KEYS = {"queue_id", "result", "recipients", "in_delivery", "notification"
 
 def wait_until(predicate: Callable[[], object], timeout: float = WAIT, what: str = "condition",
                server: Optional[PetrelServer] = None, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            log = f"\n--- petrel log ---\n{server.log_text()[-5000:]}" if server is not None else ""
-            raise AssertionError(f"no {what} within {timeout}s{log}")
-        time.sleep(interval)
+    return conftest_wait_until(predicate, timeout, what, server, interval)
 
 
 _subjects = itertools.count(1)

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import pytest
 
+from conftest import wait_until as conftest_wait_until
 from conftest import (HOSTNAME, PETREL_BIN, PetrelServer, SMTPConversation, free_port, loopback_alias_usable,
                       queue_id_of, run_petrel, simple_message)
 from smtp_sink import MAX_SIZE, READ_POLL, Command, SMTPSink, _Closed, _Connection
@@ -117,15 +118,7 @@ def secure(smtp: SMTPConversation) -> str:
 
 def wait_until(predicate: Callable[[], object], timeout: float = WAIT, what: str = "condition",
                server: Optional[PetrelServer] = None, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            log = f"\n--- petrel log ---\n{server.log_text()[-5000:]}" if server is not None else ""
-            raise AssertionError(f"no {what} within {timeout}s{log}")
-        time.sleep(interval)
+    return conftest_wait_until(predicate, timeout, what, server, interval)
 
 
 def log_lines(server: PetrelServer, *needles: str) -> list:
