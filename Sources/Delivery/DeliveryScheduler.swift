@@ -11,9 +11,12 @@ import ServiceLifecycle
 /// fixed pool of workers delivers them (one SMTP transaction per message and domain), and each result is
 /// written back durably — delivered, deferred with backoff, or failed with a bounce to the sender.
 ///
+/// Fresh mail skips the claim: the group commit stores it already leased to this scheduler and hands the
+/// jobs over (``DeliveryHandoff``), as long as the dispatcher has room; the rest waits for the feeder.
+///
 /// On SIGTERM it stops claiming, lets deliveries in flight finish, and gives the leases of work it never
 /// started back to the queue.
-public final class DeliveryScheduler: Service, Sendable {
+public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let store: QueueStore
     private let settings: DeliverySettings
     private let logger: Logger
@@ -69,7 +72,7 @@ public final class DeliveryScheduler: Service, Sendable {
     }
 
     public func run() async throws {
-        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, now: Date())
+        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: Date())
         if released > 0 {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
@@ -96,8 +99,32 @@ public final class DeliveryScheduler: Service, Sendable {
         logger.info("delivery stopped")
     }
 
+    // MARK: - Fresh mail from the group commit
+
+    public func reserve(messages count: Int) -> DeliveryLease? {
+        let granted = dispatcher.reserve(upTo: count)
+        guard granted > 0 else { return nil }
+        return DeliveryLease(owner: owner, expiresAt: Date().addingTimeInterval(Self.seconds(settings.lease)),
+                             messages: granted, recipientsPerJob: settings.maximumRecipientsPerTransaction)
+    }
+
+    public func committed(_ jobs: [DeliveryJob], lease: DeliveryLease?, unleasedMessages: Int) {
+        if let lease {
+            let refused = dispatcher.add(jobs, reserved: lease.messages)
+            if !refused.isEmpty {
+                // Shutting down: due again now, for the next run.
+                Task { try? await store.releaseLeases(recipientIDs: refused, now: Date()) }
+            }
+        }
+        if unleasedMessages > 0 { doorbell.ring() }
+    }
+
+    public func cancel(_ lease: DeliveryLease) {
+        dispatcher.cancelReservation(lease.messages)
+    }
+
     private func stopDispatching() async {
-        let unstarted = await dispatcher.shutDown()
+        let unstarted = dispatcher.shutDown()
         do {
             try await store.releaseLeases(recipientIDs: unstarted, now: Date())
         } catch {
@@ -110,7 +137,7 @@ public final class DeliveryScheduler: Service, Sendable {
     /// Claims due work whenever the dispatcher has room; sleeps until the next recipient falls due.
     private func feed() async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let room = await dispatcher.room
+            let room = dispatcher.room
             if room == 0 {
                 if await isStopping() { return }
                 await doorbell.wait(timeout: .milliseconds(200))
@@ -122,7 +149,8 @@ public final class DeliveryScheduler: Service, Sendable {
                     limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
                 )
                 if !jobs.isEmpty {
-                    await dispatcher.add(jobs)
+                    let refused = dispatcher.add(jobs)
+                    if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: Date()) }
                     continue
                 }
                 let nextDue = try await store.nextDueTime()
@@ -137,7 +165,7 @@ public final class DeliveryScheduler: Service, Sendable {
     }
 
     private func isStopping() async -> Bool {
-        await dispatcher.room == 0 && gracefulShutdownRequested
+        dispatcher.room == 0 && gracefulShutdownRequested
     }
 
     private var gracefulShutdownRequested: Bool {
@@ -149,7 +177,7 @@ public final class DeliveryScheduler: Service, Sendable {
     private func work() async {
         while let job = await dispatcher.next() {
             await deliver(job)
-            await dispatcher.finished(job)
+            dispatcher.finished(job)
             // There is room for more work now: the feeder need not wait for its next look.
             doorbell.ring()
         }
@@ -158,7 +186,9 @@ public final class DeliveryScheduler: Service, Sendable {
     private func deliver(_ job: DeliveryJob) async {
         let content: StoredContent
         do {
-            guard let stored = try await store.storedContent(messageID: job.messageID) else {
+            let stored: StoredContent?
+            if let carried = job.content { stored = carried } else { stored = try await store.storedContent(messageID: job.messageID) }
+            guard let stored else {
                 logger.warning("\(job.queueID): message vanished from the queue before delivery")
                 return
             }

@@ -13,6 +13,14 @@ public struct DeliveryJob: Sendable, Hashable {
         public var notify: RecipientParameters.Notify?
         /// Attempts before this one.
         public var attempts: Int
+
+        public init(id: Int64, address: String, originalRecipient: String? = nil, notify: RecipientParameters.Notify? = nil, attempts: Int = 0) {
+            self.id = id
+            self.address = address
+            self.originalRecipient = originalRecipient
+            self.notify = notify
+            self.attempts = attempts
+        }
     }
 
     public var messageID: Int64
@@ -27,8 +35,46 @@ public struct DeliveryJob: Sendable, Hashable {
     public var spoolFile: String?
     public var domain: String
     public var recipients: [Recipient]
+    /// The text, when it was read with the claim or handed over by the committer; `nil`: read it first.
+    public var content: StoredContent?
 
     public var isNotification: Bool { reversePath.isEmpty }
+
+    public init(messageID: Int64, queueID: String, reversePath: String, parameters: MailParameters = MailParameters(), size: Int,
+                arrivedAt: Date, expiresAt: Date, delayWarnedAt: Date? = nil, spoolFile: String? = nil, domain: String,
+                recipients: [Recipient], content: StoredContent? = nil) {
+        self.messageID = messageID
+        self.queueID = queueID
+        self.reversePath = reversePath
+        self.parameters = parameters
+        self.size = size
+        self.arrivedAt = arrivedAt
+        self.expiresAt = expiresAt
+        self.delayWarnedAt = delayWarnedAt
+        self.spoolFile = spoolFile
+        self.domain = domain
+        self.recipients = recipients
+        self.content = content
+    }
+}
+
+extension DeliveryJob {
+    /// A job for mail that was just committed, built from what the committer holds rather than read back.
+    init(fresh message: IncomingMessage, messageID: Int64, content: StoredContent, domain: String, recipients: [Recipient]) {
+        // What the queue keeps of the MAIL parameters, as a claim reads them back.
+        var parameters = MailParameters()
+        parameters.body = message.envelope.parameters.body
+        parameters.isSMTPUTF8 = message.envelope.parameters.isSMTPUTF8
+        parameters.dsnReturn = message.envelope.parameters.dsnReturn
+        parameters.dsnEnvelopeID = message.envelope.parameters.dsnEnvelopeID
+        var spoolFile: String?
+        if case .spooled(let fileName) = message.content { spoolFile = fileName }
+        self.init(
+            messageID: messageID, queueID: message.queueID, reversePath: message.envelope.reversePath?.description ?? "",
+            parameters: parameters, size: message.size, arrivedAt: message.arrivedAt, expiresAt: message.expiresAt,
+            delayWarnedAt: nil, spoolFile: spoolFile, domain: domain, recipients: recipients, content: content
+        )
+    }
 }
 
 /// What became of one recipient in one attempt, as written back to the queue.
@@ -57,7 +103,7 @@ public struct RecipientResult: Sendable, Hashable {
 }
 
 /// The stored text of a message, for sending: small messages whole in memory, large ones by file.
-public enum StoredContent: Sendable {
+public enum StoredContent: Sendable, Hashable {
     case inline(ByteBuffer)
     case spooled(traceHeaders: ByteBuffer, path: String)
 }

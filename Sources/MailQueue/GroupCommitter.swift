@@ -16,14 +16,30 @@ public final class GroupCommitter: Service, Sendable {
     private let writer: BatchedWriter<IncomingMessage, Void>
     private let logger: Logger
 
-    public init(store: QueueStore, logger: Logger, onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
+    /// - Parameters:
+    ///   - handoff: the delivery engine, which takes fresh mail straight from the commit when it has room.
+    ///   - onBatch: called with each committed batch's size.
+    public init(store: QueueStore, logger: Logger, handoff: (any DeliveryHandoff)? = nil,
+                onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.store = store
         self.logger = logger
         self.writer = BatchedWriter(
             write: { messages in
-                try await store.pool.write { db in
-                    for message in messages { try store.insert(message, in: db) }
+                let lease = handoff?.reserve(messages: messages.count)
+                let jobs: [DeliveryJob]
+                do {
+                    jobs = try await store.pool.write { db in
+                        var jobs: [DeliveryJob] = []
+                        for (index, message) in messages.enumerated() {
+                            jobs += try store.insert(message, in: db, lease: index < (lease?.messages ?? 0) ? lease : nil)
+                        }
+                        return jobs
+                    }
+                } catch {
+                    if let lease { handoff?.cancel(lease) }
+                    throw error
                 }
+                handoff?.committed(jobs, lease: lease, unleasedMessages: messages.count - (lease?.messages ?? 0))
                 return Array(repeating: (), count: messages.count)
             },
             onBatch: { size in

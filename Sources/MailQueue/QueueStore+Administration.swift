@@ -355,7 +355,7 @@ extension QueueStore {
             """, arguments: [messageID]) else { return ByteBuffer() }
         var text = ByteBuffer(bytes: row["trace_headers"] as Data)
         if let fileName: String = row["spool_file"] {
-            let path = (spoolDirectory as NSString).appendingPathComponent(fileName)
+            let path = spoolPath(fileName)
             text.writeBytes(headersOnly ? try Self.readHead(ofSpoolFile: path) : try Data(contentsOf: URL(fileURLWithPath: path)))
         } else if let body: Data = row["body"] {
             text.writeBytes(body)
@@ -384,7 +384,7 @@ extension QueueStore {
 
     func removeSpoolFiles(_ names: [String]) {
         for name in names {
-            try? FileManager.default.removeItem(atPath: (spoolDirectory as NSString).appendingPathComponent(name))
+            try? FileManager.default.removeItem(atPath: spoolPath(name))
         }
     }
 

@@ -13,23 +13,26 @@ extension QueueStore {
         let nowMS = now.unixMilliseconds
         let leaseUntil = now.addingTimeInterval(TimeInterval(lease.components.seconds)).unixMilliseconds
         return try await pool.write { db in
-            let rows = try Row.fetchAll(db, sql: """
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT r.id, r.message_id, r.address, r.domain, r.orcpt, r.notify, r.attempts
                 FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
                 WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= ? AND m.is_held = 0
                 ORDER BY r.next_attempt_at
                 LIMIT ?
-                """, arguments: [nowMS, limit])
+                """), arguments: [nowMS, limit])
             guard !rows.isEmpty else { return [] }
             let claim = try db.cachedStatement(sql: "UPDATE recipient SET lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?")
             for row in rows {
                 try claim.execute(arguments: [owner, leaseUntil, leaseUntil, row["id"] as Int64])
             }
+            // The envelope and the text together: the worker need not read the message again.
             var messages: [Int64: Row] = [:]
-            let messageIDs = Set(rows.map { $0["message_id"] as Int64 })
-            let messageStatement = try db.cachedStatement(sql: "SELECT * FROM message WHERE id = ?")
-            for id in messageIDs {
-                messages[id] = try Row.fetchOne(messageStatement, arguments: [id])
+            let messageStatement = try db.cachedStatement(sql: """
+                SELECT m.*, c.trace_headers, c.body FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
+                """)
+            for row in rows {
+                let id: Int64 = row["message_id"]
+                if messages[id] == nil { messages[id] = try Row.fetchOne(messageStatement, arguments: [id]) }
             }
             var jobs: [DeliveryJob] = []
             var index: [String: Int] = [:]
@@ -48,13 +51,13 @@ extension QueueStore {
                     continue
                 }
                 index[key] = jobs.count
-                jobs.append(Self.job(message: message, domain: domain, recipients: [recipient]))
+                jobs.append(self.job(message: message, domain: domain, recipients: [recipient]))
             }
             return jobs
         }
     }
 
-    private static func job(message: Row, domain: String, recipients: [DeliveryJob.Recipient]) -> DeliveryJob {
+    private func job(message: Row, domain: String, recipients: [DeliveryJob.Recipient]) -> DeliveryJob {
         var parameters = MailParameters()
         parameters.body = (message["body_type"] as String?).flatMap(MailParameters.BodyType.init(rawValue:))
         parameters.isSMTPUTF8 = message["is_smtputf8"]
@@ -65,8 +68,22 @@ extension QueueStore {
             parameters: parameters, size: message["size"],
             arrivedAt: Date(unixMilliseconds: message["arrived_at"]), expiresAt: Date(unixMilliseconds: message["expires_at"]),
             delayWarnedAt: (message["delay_warned_at"] as Int64?).map(Date.init(unixMilliseconds:)),
-            spoolFile: message["spool_file"], domain: domain, recipients: recipients
+            spoolFile: message["spool_file"], domain: domain, recipients: recipients, content: content(of: message)
         )
+    }
+
+    /// The text from a row with `trace_headers`, `body` and `spool_file`.
+    private func content(of row: Row) -> StoredContent {
+        let trace: Data = row["trace_headers"]
+        if let fileName: String = row["spool_file"] {
+            return .spooled(traceHeaders: ByteBuffer(bytes: trace), path: spoolPath(fileName))
+        }
+        var buffer = ByteBuffer()
+        let body: Data? = row["body"]
+        buffer.reserveCapacity(trace.count + (body?.count ?? 0))
+        buffer.writeBytes(trace)
+        if let body { buffer.writeBytes(body) }
+        return .inline(buffer)
     }
 
     /// What one attempt at one job wrote back: its recipients' results, the notifications they cause, and
@@ -99,13 +116,29 @@ extension QueueStore {
     /// record, whether its message left the queue.
     public func recordResults(_ records: [JobRecord]) async throws -> [Bool] {
         let outcomes: [(Bool, String?)] = try await pool.write { db in
-            try records.map { try self.record($0, in: db) }
+            // An operator's delete or bounce waiting for an attempt is rare: one look per batch.
+            let hasPendingActions = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_action)")) ?? false
+            return try records.map { try self.record($0, hasPendingActions: hasPendingActions, in: db) }
         }
         removeSpoolFiles(outcomes.compactMap(\.1))
         return outcomes.map(\.0)
     }
 
-    private func record(_ record: JobRecord, in db: Database) throws -> (Bool, String?) {
+    private func record(_ record: JobRecord, hasPendingActions: Bool, in db: Database) throws -> (Bool, String?) {
+        for notification in record.notifications {
+            try insert(notification, in: db)
+        }
+        let isFinal = record.results.allSatisfy { if case .deferred = $0.disposition { false } else { true } }
+        if isFinal && !hasPendingActions {
+            // The common case: this attempt settled every recipient the message still had open. The message
+            // goes at once (its recipients with it) rather than after one update per recipient.
+            let open = try Int64.fetchSet(
+                db.cachedStatement(sql: "SELECT id FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
+                arguments: [record.messageID])
+            if open.isSubset(of: record.results.map(\.recipientID)) {
+                return (true, try removeMessage(record.messageID, in: db))
+            }
+        }
         let statement = try db.cachedStatement(sql: """
             UPDATE recipient SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?,
                 last_reply = ?, last_relay = COALESCE(?, last_relay), lease_owner = NULL, lease_expires_at = NULL
@@ -123,21 +156,26 @@ extension QueueStore {
             }
             try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
         }
-        // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
-        try applyPendingActions(recipientIDs: record.results.map(\.recipientID), now: Date(), in: db)
-        for notification in record.notifications {
-            try insert(notification, in: db)
+        if hasPendingActions {
+            // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
+            try applyPendingActions(recipientIDs: record.results.map(\.recipientID), now: Date(), in: db)
         }
         if let markDelayWarned = record.markDelayWarned {
-            try db.execute(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?", arguments: [markDelayWarned.unixMilliseconds, record.messageID])
+            try db.cachedStatement(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?")
+                .execute(arguments: [markDelayWarned.unixMilliseconds, record.messageID])
         }
         let pending = try Int.fetchOne(
             db.cachedStatement(sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
             arguments: [record.messageID]) ?? 0
         guard pending == 0 else { return (false, nil) }
-        let spoolFile = try String.fetchOne(db.cachedStatement(sql: "SELECT spool_file FROM message WHERE id = ?"), arguments: [record.messageID])
-        try db.cachedStatement(sql: "DELETE FROM message WHERE id = ?").execute(arguments: [record.messageID])
-        return (true, spoolFile)
+        return (true, try removeMessage(record.messageID, in: db))
+    }
+
+    /// Deletes a message with its text and recipients; returns its spool file's name, for removal after the commit.
+    private func removeMessage(_ messageID: Int64, in db: Database) throws -> String? {
+        let spoolFile = try String.fetchOne(db.cachedStatement(sql: "SELECT spool_file FROM message WHERE id = ?"), arguments: [messageID])
+        try db.cachedStatement(sql: "DELETE FROM message WHERE id = ?").execute(arguments: [messageID])
+        return spoolFile
     }
 
     /// Gives claimed recipients back without an attempt: due again now. An operator's delete or bounce
@@ -157,13 +195,15 @@ extension QueueStore {
 
     /// At start-up: the leases that earlier runs on this host held are released, so that their recipients
     /// are retried at once rather than when the leases run out; an operator's delete or bounce that waited
-    /// for them is applied.
-    public func releaseLeases(ownerPrefix: String, now: Date) async throws -> Int {
+    /// for them is applied. Leases of `currentOwner` (fresh mail handed over already) are kept. Only the
+    /// few leased rows are read (the partial index `recipient_leased`), however deep the queue.
+    public func releaseLeases(ownerPrefix: String, except currentOwner: String = "", now: Date) async throws -> Int {
         let (released, spoolFiles) = try await pool.write { db -> (Int, [String]) in
             try db.execute(sql: """
                 UPDATE recipient SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?
-                WHERE lease_owner LIKE ? ESCAPE '\\'
-                """, arguments: [now.unixMilliseconds, ownerPrefix.replacingOccurrences(of: "%", with: "\\%") + "%"])
+                WHERE id IN (SELECT id FROM recipient INDEXED BY recipient_leased
+                             WHERE lease_owner IS NOT NULL AND lease_owner LIKE ? ESCAPE '\\' AND lease_owner != ?)
+                """, arguments: [now.unixMilliseconds, ownerPrefix.replacingOccurrences(of: "%", with: "\\%") + "%", currentOwner])
             let released = db.changesCount
             let messages = try self.applyPendingActions(recipientIDs: nil, now: Date(), in: db)
             return (released, try messages.compactMap { try self.removeIfFinished(messageID: $0, in: db).spoolFile })
@@ -175,28 +215,23 @@ extension QueueStore {
     /// When the next recipient falls due, for the scheduler's sleep.
     public func nextDueTime() async throws -> Date? {
         try await pool.read { db in
-            try Int64.fetchOne(db, sql: """
-                SELECT min(r.next_attempt_at) FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
+            // In index order, stopping at the first row: `min()` over a join would read the whole index.
+            try Int64.fetchOne(db.cachedStatement(sql: """
+                SELECT r.next_attempt_at FROM recipient r INDEXED BY recipient_due JOIN message m ON m.id = r.message_id
                 WHERE r.state IN ('queued', 'deferred') AND m.is_held = 0
-                """).map(Date.init(unixMilliseconds:))
+                ORDER BY r.next_attempt_at LIMIT 1
+                """)).map(Date.init(unixMilliseconds:))
         }
     }
 
     /// The stored text of a message for sending.
     public func storedContent(messageID: Int64) async throws -> StoredContent? {
         let row = try await pool.read { db in
-            try Row.fetchOne(db, sql: """
+            try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id
                 WHERE m.id = ?
-                """, arguments: [messageID])
+                """), arguments: [messageID])
         }
-        guard let row else { return nil }
-        let trace: Data = row["trace_headers"]
-        if let fileName: String = row["spool_file"] {
-            return .spooled(traceHeaders: ByteBuffer(bytes: trace), path: (spoolDirectory as NSString).appendingPathComponent(fileName))
-        }
-        var buffer = ByteBuffer(bytes: trace)
-        if let body: Data = row["body"] { buffer.writeBytes(body) }
-        return .inline(buffer)
+        return row.map(content(of:))
     }
 }

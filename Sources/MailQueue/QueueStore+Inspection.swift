@@ -76,7 +76,7 @@ extension QueueStore {
         var headers: Data = row["trace_headers"]
         let head: Data
         if let fileName: String = row["spool_file"] {
-            head = try Self.readHead(ofSpoolFile: (spoolDirectory as NSString).appendingPathComponent(fileName))
+            head = try Self.readHead(ofSpoolFile: spoolPath(fileName))
         } else {
             head = row["head"] ?? Data()
         }

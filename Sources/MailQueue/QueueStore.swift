@@ -26,7 +26,12 @@ public struct QueueStore: Sendable {
     // MARK: - Writing
 
     /// Inserts one message and its recipients. Call inside a write transaction.
-    public func insert(_ message: IncomingMessage, in db: Database) throws {
+    ///
+    /// With a `lease`, the recipients are stored claimed by its owner (see ``DeliveryLease``) and the
+    /// delivery jobs for them are returned: one per domain, at most `recipientsPerJob` recipients each,
+    /// carrying the text. Without one they are due now and nothing is returned.
+    @discardableResult
+    public func insert(_ message: IncomingMessage, in db: Database, lease: DeliveryLease? = nil) throws -> [DeliveryJob] {
         let envelope = message.envelope
         let spoolFile: String?
         let body: Data?
@@ -53,30 +58,68 @@ public struct QueueStore: Sendable {
         try db.cachedStatement(sql: "INSERT INTO message_content (message_id, trace_headers, body) VALUES (?, ?, ?)")
             .execute(arguments: [messageID, Data(message.traceHeaders.readableBytesView), body])
         let recipientStatement = try db.cachedStatement(sql: """
-            INSERT INTO recipient (message_id, address, domain, orcpt, notify, next_attempt_at)
-            VALUES (?, ?, ?, ?, ?, ?)
+            INSERT INTO recipient (message_id, address, domain, orcpt, notify, next_attempt_at, lease_owner, lease_expires_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
+        let leaseUntil = lease?.expiresAt.unixMilliseconds
+        let content = lease.map { _ in deliverableContent(of: message) }
+        var jobs: [DeliveryJob] = []
+        var openJob: [String: Int] = [:]
         for recipient in envelope.recipients {
+            let domain = recipient.mailbox.normalizedDomain
             try recipientStatement.execute(arguments: [
-                messageID, recipient.mailbox.description, recipient.mailbox.normalizedDomain,
+                messageID, recipient.mailbox.description, domain,
                 recipient.parameters.originalRecipient, recipient.parameters.notify?.keyword,
-                message.arrivedAt.unixMilliseconds,
+                leaseUntil ?? message.arrivedAt.unixMilliseconds, lease?.owner, leaseUntil,
             ])
+            guard let lease else { continue }
+            let claimed = DeliveryJob.Recipient(
+                id: db.lastInsertedRowID, address: recipient.mailbox.description,
+                originalRecipient: recipient.parameters.originalRecipient, notify: recipient.parameters.notify, attempts: 0
+            )
+            if let position = openJob[domain], jobs[position].recipients.count < lease.recipientsPerJob {
+                jobs[position].recipients.append(claimed)
+            } else {
+                openJob[domain] = jobs.count
+                jobs.append(DeliveryJob(fresh: message, messageID: messageID, content: content!, domain: domain, recipients: [claimed]))
+            }
+        }
+        return jobs
+    }
+
+    /// The text as delivery sends it: trace headers, then the text (in memory, or read from its spool file).
+    private func deliverableContent(of message: IncomingMessage) -> StoredContent {
+        switch message.content {
+        case .inline(var text):
+            var whole = message.traceHeaders
+            whole.reserveCapacity(whole.readableBytes + text.readableBytes)
+            whole.writeBuffer(&text)
+            return .inline(whole)
+        case .spooled(let fileName):
+            return .spooled(traceHeaders: message.traceHeaders, path: spoolPath(fileName))
         }
     }
 
+    /// The path of a spool file, by its name in the `message` table.
+    func spoolPath(_ fileName: String) -> String {
+        (spoolDirectory as NSString).appendingPathComponent(fileName)
+    }
+
     /// Removes spool files that no message refers to: left by a crash between the file's fsync and the
-    /// commit of its row. Such a message was never acknowledged, so nothing is lost.
+    /// commit of its row. Such a message was never acknowledged, so nothing is lost. A spool file is named
+    /// by its message's queue id, so each is looked up by the unique index: the cost follows the number
+    /// of spool files, not the depth of the queue.
     public func removeOrphanedSpoolFiles() throws -> Int {
-        let referenced = try pool.read { db in
-            Set(try String.fetchAll(db, sql: "SELECT spool_file FROM message WHERE spool_file IS NOT NULL"))
+        let names = try FileManager.default.contentsOfDirectory(atPath: spoolDirectory)
+        guard !names.isEmpty else { return 0 }
+        let orphans = try pool.read { db in
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM message WHERE queue_id = ? AND spool_file = ?")
+            return try names.filter { try Int.fetchOne(statement, arguments: [$0, $0]) == nil }
         }
-        var removed = 0
-        for name in try FileManager.default.contentsOfDirectory(atPath: spoolDirectory) where !referenced.contains(name) {
-            try FileManager.default.removeItem(atPath: (spoolDirectory as NSString).appendingPathComponent(name))
-            removed += 1
+        for name in orphans {
+            try FileManager.default.removeItem(atPath: spoolPath(name))
         }
-        return removed
+        return orphans.count
     }
 
     // MARK: - Reading
@@ -107,7 +150,7 @@ public struct QueueStore: Sendable {
         guard let row else { return nil }
         var data: Data = row["trace_headers"]
         if let fileName: String = row["spool_file"] {
-            data.append(try Data(contentsOf: URL(fileURLWithPath: (spoolDirectory as NSString).appendingPathComponent(fileName))))
+            data.append(try Data(contentsOf: URL(fileURLWithPath: spoolPath(fileName))))
         } else if let body: Data = row["body"] {
             data.append(body)
         }

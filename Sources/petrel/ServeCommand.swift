@@ -48,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         var deliverySettings = DeliverySettings(configuration)
         let security = try Self.loadSecurity(configuration, delivery: &deliverySettings)
         let scheduler = DeliveryScheduler(store: store, settings: deliverySettings, resolver: resolver, logger: logger)
-        let committer = GroupCommitter(store: store, logger: logger, onBatch: { _ in scheduler.wake() })
+        let committer = GroupCommitter(store: store, logger: logger, handoff: scheduler)
         let server = InboundServer(configuration: configuration, committer: committer, logger: logger,
                                    tlsContext: security.tlsContext, authenticator: security.authenticator)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in

@@ -41,7 +41,7 @@ struct DeliveryHarness {
         settings.idlePoll = .milliseconds(200)
         let resolver = try SystemResolver(servers: configuration.delivery.dnsServers, timeout: .seconds(1), attempts: 1)
         let scheduler = DeliveryScheduler(store: store, settings: settings, resolver: resolver, logger: logger)
-        let committer = GroupCommitter(store: store, logger: logger, onBatch: { _ in scheduler.wake() })
+        let committer = GroupCommitter(store: store, logger: logger, handoff: scheduler)
         let group = ServiceGroup(services: [committer, scheduler], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -92,4 +92,47 @@ struct DeliveryQueueTests {
         #expect(plan.contains { $0.contains("USING INDEX recipient_due (next_attempt_at<?)") })
         #expect(!plan.contains { $0.contains("TEMP B-TREE") })
     }
+
+    /// Fresh mail handed straight to delivery is stored claimed: no claim finds it, a crash leaves it to the
+    /// start-up release, and the job carries the text as a claim would read it.
+    @Test func freshMailStoredUnderALeaseComesWithItsJobs() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@y.test", "c@x.test"])
+        let now = Date()
+        let lease = DeliveryLease(owner: "relay.test:9:1", expiresAt: now.addingTimeInterval(900), messages: 1, recipientsPerJob: 50)
+        let jobs = try await store.pool.write { db in try store.insert(message, in: db, lease: lease) }
+        #expect(jobs.map(\.domain) == ["x.test", "y.test"])
+        #expect(jobs[0].recipients.map(\.address) == ["a@x.test", "c@x.test"])
+        #expect(try await store.claimDueWork(owner: "relay.test:9:2", now: now.addingTimeInterval(1), lease: .seconds(60), limit: 10, recipientsPerJob: 50).isEmpty)
+        guard case .inline(let fresh) = jobs[0].content else { Issue.record("no inline text"); return }
+        #expect(try await store.storedContent(messageID: jobs[0].messageID) == .inline(fresh))
+
+        // The running scheduler keeps its own leases at start-up; an earlier run's are released.
+        #expect(try await store.releaseLeases(ownerPrefix: "relay.test:", except: "relay.test:9:1", now: now) == 0)
+        #expect(try await store.releaseLeases(ownerPrefix: "relay.test:", now: now) == 3)
+        let claimed = try await store.claimDueWork(owner: "relay.test:10:1", now: now.addingTimeInterval(1), lease: .seconds(60), limit: 10, recipientsPerJob: 50)
+        #expect(claimed.flatMap(\.recipients).count == 3)
+        #expect(claimed.allSatisfy { $0.content == .inline(fresh) })
+    }
+
+    /// A job that settles every open recipient removes the message in one step, recipients and text with it.
+    @Test func aFinalResultForEveryOpenRecipientRemovesTheMessage() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test"])
+        try await store.pool.write { db in try store.insert(message, in: db) }
+        let now = Date().addingTimeInterval(1)
+        let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+        #expect(try await store.recordResults(job.recipients.map {
+            RecipientResult(recipientID: $0.id, disposition: .delivered, reply: "250 ok", relay: "mx[127.0.0.2]:25", attemptedAt: now)
+        }, messageID: job.messageID, notifications: []))
+        let left = try await store.pool.read { db in
+            try [Int.fetchOne(db, sql: "SELECT count(*) FROM message")!, Int.fetchOne(db, sql: "SELECT count(*) FROM recipient")!,
+                 Int.fetchOne(db, sql: "SELECT count(*) FROM message_content")!]
+        }
+        #expect(left == [0, 0, 0])
+    }
 }
