@@ -4,8 +4,13 @@ import Metrics
 enum DeliveryMetrics {
     /// One per recipient attempt: `sent`, `deferred`, `bounced` or `expired`.
     static func attempt(_ status: String) {
-        Counter(label: "petrel_delivery_attempts_total", dimensions: [("result", status)]).increment()
+        (attempts[status] ?? Counter(label: "petrel_delivery_attempts_total", dimensions: [("result", status)])).increment()
     }
+
+    /// Made once (on first use, after bootstrap): making a metric looks it up in the registry under a lock.
+    private static let attempts = Dictionary(uniqueKeysWithValues: ["sent", "deferred", "bounced", "expired"].map {
+        ($0, Counter(label: "petrel_delivery_attempts_total", dimensions: [("result", $0)]))
+    })
 
     /// The time one job (one transaction, all its hosts) took.
     static let duration = Timer(label: "petrel_delivery_duration_seconds")

@@ -263,11 +263,13 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 }
             }
             results.append(RecipientResult(recipientID: recipient.id, disposition: disposition, reply: "\(reply)", relay: result.relay, attemptedAt: now))
-            let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
-            let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
             DeliveryMetrics.attempt(status)
-            let tls = result.tls.map { ", tls=\($0)" } ?? ""
-            logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(dsn), status=\(status) (\(reply))")
+            if logger.logLevel <= .info {
+                let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
+                let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
+                let tls = result.tls.map { ", tls=\($0)" } ?? ""
+                logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(dsn), status=\(status) (\(reply))")
+            }
         }
 
         var notices: [IncomingMessage] = []

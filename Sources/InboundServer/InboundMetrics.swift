@@ -1,15 +1,22 @@
 import Metrics
 
-/// The inbound server's metrics (names documented in deploy/README.md).
+/// The inbound server's metrics (names documented in deploy/README.md). The per-connection ones are made
+/// once per listener kind (on first use, after the metrics system is bootstrapped), not per connection:
+/// making a metric looks it up in the registry under a lock.
 enum InboundMetrics {
     static func connectionOpened(_ listener: ListenerKind) {
-        Counter(label: "petrel_connections_total", dimensions: [("listener", listener.rawValue)]).increment()
-        Meter(label: "petrel_connections_current", dimensions: [("listener", listener.rawValue)]).increment()
+        connections[listener]?.total.increment()
+        connections[listener]?.current.increment()
     }
 
     static func connectionClosed(_ listener: ListenerKind) {
-        Meter(label: "petrel_connections_current", dimensions: [("listener", listener.rawValue)]).decrement()
+        connections[listener]?.current.decrement()
     }
+
+    private static let connections = Dictionary(uniqueKeysWithValues: ListenerKind.allCases.map { listener in
+        (listener, (total: Counter(label: "petrel_connections_total", dimensions: [("listener", listener.rawValue)]),
+                    current: Meter(label: "petrel_connections_current", dimensions: [("listener", listener.rawValue)])))
+    })
 
     /// A connection turned away at once: `client_networks`, or the connection limits.
     static func connectionRefused(_ reason: String) {

@@ -44,7 +44,7 @@ struct InboundSettings: Sendable {
 }
 
 /// What a listener is for.
-public enum ListenerKind: String, Sendable {
+public enum ListenerKind: String, Sendable, CaseIterable {
     /// Port 25 style: `client_networks` and `relay_networks` apply; AUTH lets a client relay from anywhere.
     case relay
     /// RFC 6409 submission: STARTTLS, then AUTH, before MAIL; `client_networks` does not apply.

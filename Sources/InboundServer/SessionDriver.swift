@@ -224,10 +224,12 @@ struct SessionDriver {
                 expiresAt: now.addingTimeInterval(TimeInterval(settings.maxQueueLifetime.components.seconds))
             )
             try await committer.enqueue(message)
-            var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)]"
-            if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
-            if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
-            logger.info("\(line), status=queued")
+            if logger.logLevel <= .info {
+                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)]"
+                if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
+                if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
+                logger.info("\(line), status=queued")
+            }
             InboundMetrics.messageAccepted(bytes: message.size)
             return session.enqueued(queueID: body.queueID)
         } catch {
