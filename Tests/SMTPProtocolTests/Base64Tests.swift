@@ -58,6 +58,9 @@ struct Base64Tests {
         "Zm9*",
         "Zm 9",
         "Zm9v\r\n",
+        "Zh==",         // non-zero bits left over by the padding (canonical: "Zg==")
+        "Zm9=",         // canonical: "Zm8="
+        "AB==",
         "Zm-_",         // the URL-safe alphabet (§5) is not §4's
         "Zm9\u{00E9}",
         "Zm9v\0AAA",

@@ -42,6 +42,8 @@ public enum Base64 {
             let v0 = values[Int(input[index])], v1 = values[Int(input[index + 1])]
             let v2 = c2IsPad ? 0 : values[Int(input[index + 2])], v3 = c3IsPad ? 0 : values[Int(input[index + 3])]
             guard v0 != 0xFF, v1 != 0xFF, v2 != 0xFF, v3 != 0xFF else { return nil }
+            // RFC 4648 §3.5: the bits a pad leaves over must be zero, or two texts would decode alike.
+            guard !(c2IsPad && v1 & 0x0F != 0), !(c3IsPad && !c2IsPad && v2 & 0x03 != 0) else { return nil }
             output.append(v0 << 2 | v1 >> 4)
             if !c2IsPad { output.append((v1 & 0x0F) << 4 | v2 >> 2) }
             if !c3IsPad { output.append((v2 & 0x03) << 6 | v3) }
