@@ -65,6 +65,11 @@ struct SMTPCommandTests {
         ("RCPT TO:<a@b.c> NOTIFY=NEVER,SUCCESS", .malformedParameter("NOTIFY")),
         ("RCPT TO:<a@b.c> ORCPT=nosemicolon", .malformedParameter("ORCPT")),
         ("RCPT TO:<a@b.c> SIZE=10", .unknownParameter("SIZE")),
+        // Keywords fold case in ASCII only: dotless i and long s are not I and S.
+        ("MAIL FROM:<a@b.c> BODY=7bıt", .malformedParameter("BODY")),
+        ("MAIL FROM:<a@b.c> RET=hdrſ", .malformedParameter("RET")),
+        ("RCPT TO:<a@b.c> NOTIFY=ſuccess", .malformedParameter("NOTIFY")),
+        ("MAIL FROM:<a@b.c> ſIZE=10", .malformedCommand),
     ]
 
     @Test(arguments: invalid)

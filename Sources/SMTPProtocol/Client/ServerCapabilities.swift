@@ -22,7 +22,7 @@ public struct ServerCapabilities: Hashable, Sendable {
         self.init(isExtended: true)
         for line in ehloReply.lines.dropFirst() {
             let words = line.split(separator: " ")
-            guard let keyword = words.first?.uppercased() else { continue }
+            guard let keyword = words.first?.asciiUppercased else { continue }
             let parameters = words.dropFirst()
             switch keyword {
             case "PIPELINING": supportsPipelining = true
@@ -32,7 +32,7 @@ public struct ServerCapabilities: Hashable, Sendable {
             case "SMTPUTF8": supportsSMTPUTF8 = true
             case "STARTTLS": supportsStartTLS = true
             case "ENHANCEDSTATUSCODES": supportsEnhancedStatusCodes = true
-            case "AUTH": authMechanisms.formUnion(parameters.map { $0.uppercased() })
+            case "AUTH": authMechanisms.formUnion(parameters.map { $0.asciiUppercased })
             default: continue
             }
         }

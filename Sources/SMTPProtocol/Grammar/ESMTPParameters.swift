@@ -36,12 +36,12 @@ public struct MailParameters: Hashable, Sendable, Codable {
                 }
                 declaredSize = size
             case ("BODY", let value?):
-                guard let body = BodyType(rawValue: value.uppercased()) else { throw .malformedParameter(key) }
+                guard let body = BodyType(rawValue: value.asciiUppercased) else { throw .malformedParameter(key) }
                 self.body = body
             case ("SMTPUTF8", nil):
                 isSMTPUTF8 = true
             case ("RET", let value?):
-                guard let ret = Return(rawValue: value.uppercased()) else { throw .malformedParameter(key) }
+                guard let ret = Return(rawValue: value.asciiUppercased) else { throw .malformedParameter(key) }
                 dsnReturn = ret
             case ("ENVID", let value?):
                 guard value.utf8.count <= 100, XText.isValid(value) else { throw .malformedParameter(key) }
@@ -81,7 +81,7 @@ public struct RecipientParameters: Hashable, Sendable, Codable {
         }
 
         public init?(keyword: Substring) {
-            let names = keyword.uppercased().split(separator: ",", omittingEmptySubsequences: false)
+            let names = keyword.asciiUppercased.split(separator: ",", omittingEmptySubsequences: false)
             if names == ["NEVER"] { self = .never; return }
             var value: Notify = []
             for name in names {
@@ -149,9 +149,9 @@ enum ESMTPParameterList {
             }
             // esmtp-value = 1*(%d33-60 / %d62-126), or UTF-8 under SMTPUTF8 (RFC 6531 §3.3).
             if let value, value.isEmpty || value.utf8.contains(where: { $0 < 33 || $0 == 61 || $0 == 127 }) {
-                throw .malformedParameter(key.uppercased())
+                throw .malformedParameter(key.asciiUppercased)
             }
-            result.append((key.uppercased(), value))
+            result.append((key.asciiUppercased, value))
         }
         return result
     }

@@ -19,7 +19,7 @@ public enum SMTPCommand: Hashable, Sendable {
     /// Unicode case mapping would take `MAıL` (dotless i) or `ſTARTTLS` (long s) for `MAIL` and `STARTTLS`.
     public init(parsing line: Substring) throws(SMTPSyntaxError) {
         let verbEnd = line.firstIndex(of: " ") ?? line.endIndex
-        let verb = String(decoding: line[..<verbEnd].utf8.map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
+        let verb = line[..<verbEnd].asciiUppercased
         let argument = verbEnd < line.endIndex ? line[line.index(after: verbEnd)...] : ""
 
         switch verb {
@@ -97,7 +97,7 @@ public enum SMTPCommand: Hashable, Sendable {
 
     private static func dropPrefix(_ prefix: String, from argument: Substring) -> Substring? {
         guard argument.count >= prefix.count,
-              argument.prefix(prefix.count).uppercased() == prefix else { return nil }
+              argument.prefix(prefix.count).asciiUppercased == prefix else { return nil }
         return argument.dropFirst(prefix.count)
     }
 }

@@ -418,7 +418,7 @@ public struct ServerSession: Sendable {
             return reject(SMTPReply(503, EnhancedStatusCode(5, 5, 1), "Error: MAIL transaction in progress"))
         }
         let words = argument.split(separator: " ", omittingEmptySubsequences: true)
-        let mechanism = words.first?.uppercased() ?? ""
+        let mechanism = words.first?.asciiUppercased ?? ""
         let initial = words.count > 1 ? String(words[1]) : nil
         switch mechanism {
         case "PLAIN":
@@ -514,7 +514,7 @@ public struct ServerSession: Sendable {
     }
 
     static func reply(for error: SMTPSyntaxError, in line: Substring) -> SMTPReply {
-        let isRecipient = line.prefix(4).uppercased() == "RCPT"
+        let isRecipient = line.prefix(4).asciiUppercased == "RCPT"
         switch error {
         case .unknownCommand:
             return SMTPReply(500, EnhancedStatusCode(5, 5, 2), "Error: command not recognized")
