@@ -23,17 +23,30 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let owner: String
     private let ownerPrefix: String
     private let doorbell = Doorbell()
+    private let feeder = NIOLockedValueBox(FeederState())
+
+    /// What the workers and the committer need to know of the feeder, to wake it only when it has work.
+    private struct FeederState {
+        /// It sleeps because the dispatcher was full: a finished job should wake it.
+        var isWaitingForRoom = false
+        /// Due mail is stored unleased (it found no room): fresh mail is not handed over until the feeder
+        /// has claimed it, so that mail is delivered in order of arrival under overload.
+        var hasBacklog = false
+    }
     private let dispatcher: JobDispatcher
     private let cache = ConnectionCache()
     private let attempts: NIOLockedValueBox<DeliveryAttempt>
     private let resolver: any DNSResolving
     private let tlsFailures = TLSFailureMemory()
     private let notifications: NotificationFactory
-    /// Group commit for results: many jobs' outcomes share one transaction and one fsync.
-    private let results: BatchedWriter<QueueStore.JobRecord, Bool>
+    /// The queue's writer: results share transactions (and fsyncs) with each other and with arrivals.
+    private let committer: GroupCommitter
 
-    public init(store: QueueStore, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
+    /// Attaches itself to `committer`, which then hands fresh mail over (see ``DeliveryHandoff``). The
+    /// committer must run for as long as this scheduler does (start it first, stop it after).
+    public init(store: QueueStore, committer: GroupCommitter, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
         self.store = store
+        self.committer = committer
         self.settings = settings
         self.logger = logger
         self.ownerPrefix = "\(settings.hostname):"
@@ -42,7 +55,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         self.resolver = resolver
         self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
         self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
-        self.results = BatchedWriter(write: { records in try await store.recordResults(records) })
+        committer.attach(self)
     }
 
     private static func makeAttempt(
@@ -77,16 +90,11 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { outer in
-                outer.addTask { await self.results.run() }
-                await withDiscardingTaskGroup { group in
-                    for _ in 0..<settings.workers {
-                        group.addTask { await self.work() }
-                    }
-                    group.addTask { await self.feed() }
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<settings.workers {
+                    group.addTask { await self.work() }
                 }
-                // Every worker is done: write the last results, then stop.
-                self.results.finish()
+                group.addTask { await self.feed() }
             }
         } onGracefulShutdown: {
             Task {
@@ -102,6 +110,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     // MARK: - Fresh mail from the group commit
 
     public func reserve(messages count: Int) -> DeliveryLease? {
+        if feeder.withLockedValue({ $0.hasBacklog }) { return nil }
         let granted = dispatcher.reserve(upTo: count)
         guard granted > 0 else { return nil }
         return DeliveryLease(owner: owner, expiresAt: Date().addingTimeInterval(Self.seconds(settings.lease)),
@@ -116,7 +125,10 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 Task { try? await store.releaseLeases(recipientIDs: refused, now: Date()) }
             }
         }
-        if unleasedMessages > 0 { doorbell.ring() }
+        if unleasedMessages > 0 {
+            feeder.withLockedValue { $0.hasBacklog = true }
+            doorbell.ring()
+        }
     }
 
     public func cancel(_ lease: DeliveryLease) {
@@ -140,7 +152,10 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             let room = dispatcher.room
             if room == 0 {
                 if await isStopping() { return }
-                await doorbell.wait(timeout: .milliseconds(200))
+                feeder.withLockedValue { $0.isWaitingForRoom = true }
+                // A job that finished before the flag was up rang no bell: look once more.
+                if dispatcher.room == 0 { await doorbell.wait(timeout: .milliseconds(200)) }
+                feeder.withLockedValue { $0.isWaitingForRoom = false }
                 continue
             }
             do {
@@ -153,6 +168,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                     if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: Date()) }
                     continue
                 }
+                // Nothing due is left unclaimed: fresh mail may go straight to the workers again.
+                feeder.withLockedValue { $0.hasBacklog = false }
                 let nextDue = try await store.nextDueTime()
                 let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
                 await doorbell.wait(timeout: sleep)
@@ -178,8 +195,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         while let job = await dispatcher.next() {
             await deliver(job)
             dispatcher.finished(job)
-            // There is room for more work now: the feeder need not wait for its next look.
-            doorbell.ring()
+            // There is room for more work now: a feeder waiting for it need not wait for its next look.
+            if feeder.withLockedValue({ $0.isWaitingForRoom }) { doorbell.ring() }
         }
     }
 
@@ -289,7 +306,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             }
         }
         do {
-            let removed = try await self.results.submit(QueueStore.JobRecord(
+            let removed = try await committer.record(QueueStore.JobRecord(
                 results: results, messageID: job.messageID, notifications: notices, markDelayWarned: delays.isEmpty ? nil : now
             ))
             if removed { logger.info("\(job.queueID): removed") }

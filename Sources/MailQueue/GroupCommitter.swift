@@ -1,62 +1,103 @@
 import GRDB
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 
-/// Writes accepted messages to the queue with group commit (a ``BatchedWriter``): every message that
-/// arrives while a commit is in flight goes into the next one, so durability costs one fsync per batch
-/// rather than one per message. `enqueue` returns only after the batch holding its message has committed
-/// with `synchronous=FULL`: then, and only then, may the server say `250`.
+/// The queue's one writer. Accepted messages and delivery results go through one ``BatchedWriter``: every
+/// request that arrives while a commit is in flight goes into the next one, so one transaction and one
+/// fsync (`synchronous=FULL`) serve the arrivals and the results of that moment together. Arrivals never
+/// queue behind a separate results transaction, and the disk sees one flush where it would see two.
+///
+/// `enqueue` returns only after the batch holding its message has committed: then, and only then, may the
+/// server say `250`. With a ``DeliveryHandoff`` attached, the messages it has room for are stored leased to
+/// it and handed over after the commit.
 public final class GroupCommitter: Service, Sendable {
-    public typealias Closed = BatchedWriter<IncomingMessage, Void>.Closed
+    public typealias Closed = BatchedWriter<Request, Bool>.Closed
+
+    /// One write: a message to accept, or one delivery job's results.
+    public enum Request: Sendable {
+        case arrival(IncomingMessage)
+        case results(QueueStore.JobRecord)
+    }
 
     public let store: QueueStore
-    /// `petrel_group_commit_batch_size`: messages per commit (one fsync each).
+    /// `petrel_group_commit_batch_size`: messages accepted per commit (one fsync each).
     private static let batchSizes = Recorder(label: "petrel_group_commit_batch_size", aggregate: true)
-    private let writer: BatchedWriter<IncomingMessage, Void>
+    private let writer: BatchedWriter<Request, Bool>
+    private let handoff = NIOLockedValueBox<(any DeliveryHandoff)?>(nil)
     private let logger: Logger
 
     /// - Parameters:
-    ///   - handoff: the delivery engine, which takes fresh mail straight from the commit when it has room.
-    ///   - onBatch: called with each committed batch's size.
-    public init(store: QueueStore, logger: Logger, handoff: (any DeliveryHandoff)? = nil,
-                onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
+    ///   - onBatch: called with the number of messages each committed batch accepted.
+    public init(store: QueueStore, logger: Logger, onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.store = store
         self.logger = logger
-        self.writer = BatchedWriter(
-            write: { messages in
-                let lease = handoff?.reserve(messages: messages.count)
-                let jobs: [DeliveryJob]
-                do {
-                    jobs = try await store.pool.write { db in
-                        var jobs: [DeliveryJob] = []
-                        for (index, message) in messages.enumerated() {
-                            jobs += try store.insert(message, in: db, lease: index < (lease?.messages ?? 0) ? lease : nil)
-                        }
-                        return jobs
-                    }
-                } catch {
-                    if let lease { handoff?.cancel(lease) }
-                    throw error
-                }
-                handoff?.committed(jobs, lease: lease, unleasedMessages: messages.count - (lease?.messages ?? 0))
-                return Array(repeating: (), count: messages.count)
-            },
-            onBatch: { size in
-                Self.batchSizes.record(size)
-                onBatch(size)
+        let handoff = self.handoff
+        self.writer = BatchedWriter(write: { requests in
+            let (outcomes, accepted) = try await Self.write(requests, to: store, handoff: handoff.withLockedValue { $0 })
+            if accepted > 0 {
+                Self.batchSizes.record(accepted)
+                onBatch(accepted)
             }
-        )
+            return outcomes
+        })
+    }
+
+    /// Fresh mail goes straight to this delivery engine from now on, as far as it has room.
+    public func attach(_ handoff: any DeliveryHandoff) {
+        self.handoff.withLockedValue { $0 = handoff }
     }
 
     /// Stores the message durably. Throws when it could not be stored: the message is then not accepted.
     public func enqueue(_ message: IncomingMessage) async throws {
         do {
-            try await writer.submit(message)
+            _ = try await writer.submit(.arrival(message))
         } catch {
             logger.error("queue write failed", metadata: ["queue_id": "\(message.queueID)", "error": "\(error)"])
             throw error
         }
+    }
+
+    /// Writes one job's results (see ``QueueStore/recordResults(_:)``). Returns whether the message left the queue.
+    public func record(_ record: QueueStore.JobRecord) async throws -> Bool {
+        try await writer.submit(.results(record))
+    }
+
+    /// Writes a batch in one transaction. Returns each request's answer (for results: whether the message
+    /// left the queue) and the number of messages accepted.
+    private static func write(_ requests: [Request], to store: QueueStore, handoff: (any DeliveryHandoff)?) async throws -> ([Bool], Int) {
+        let arrivals = requests.compactMap { request -> IncomingMessage? in
+            if case .arrival(let message) = request { message } else { nil }
+        }
+        let records = requests.compactMap { request -> QueueStore.JobRecord? in
+            if case .results(let record) = request { record } else { nil }
+        }
+        let lease = arrivals.isEmpty ? nil : handoff?.reserve(messages: arrivals.count)
+        let jobs: [DeliveryJob]
+        let removed: [QueueStore.RecordOutcome]
+        do {
+            (jobs, removed) = try await store.pool.write { db -> ([DeliveryJob], [QueueStore.RecordOutcome]) in
+                var jobs: [DeliveryJob] = []
+                for (index, message) in arrivals.enumerated() {
+                    jobs += try store.insert(message, in: db, lease: index < (lease?.messages ?? 0) ? lease : nil)
+                }
+                return (jobs, try store.recordResults(records, in: db))
+            }
+        } catch {
+            if let lease { handoff?.cancel(lease) }
+            throw error
+        }
+        store.removeSpoolFiles(of: removed)
+        if !arrivals.isEmpty {
+            handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
+        }
+        var outcomes = removed.map(\.isRemoved).makeIterator()
+        let answers = requests.map { request in
+            if case .results = request { return outcomes.next()! }
+            return true
+        }
+        return (answers, arrivals.count)
     }
 
     public func run() async throws {

@@ -112,16 +112,35 @@ extension QueueStore {
         try await recordResults([JobRecord(results: results, messageID: messageID, notifications: notifications, markDelayWarned: markDelayWarned)])[0]
     }
 
-    /// Writes many jobs' records in one transaction (group commit for delivery results). Returns, per
-    /// record, whether its message left the queue.
+    /// What writing one job's record did to its message.
+    public struct RecordOutcome: Sendable {
+        public var isRemoved: Bool
+        /// The removed message's spool file, to delete once the transaction has committed.
+        var spoolFile: String?
+    }
+
+    /// Writes many jobs' records in one transaction. Returns, per record, whether its message left the queue.
     public func recordResults(_ records: [JobRecord]) async throws -> [Bool] {
-        let outcomes: [(Bool, String?)] = try await pool.write { db in
-            // An operator's delete or bounce waiting for an attempt is rare: one look per batch.
-            let hasPendingActions = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_action)")) ?? false
-            return try records.map { try self.record($0, hasPendingActions: hasPendingActions, in: db) }
+        let outcomes = try await pool.write { db in try self.recordResults(records, in: db) }
+        removeSpoolFiles(of: outcomes)
+        return outcomes.map(\.isRemoved)
+    }
+
+    /// Writes many jobs' records inside the caller's transaction (the group commit). Call
+    /// ``removeSpoolFiles(of:)`` after the commit.
+    public func recordResults(_ records: [JobRecord], in db: Database) throws -> [RecordOutcome] {
+        guard !records.isEmpty else { return [] }
+        // An operator's delete or bounce waiting for an attempt is rare: one look per batch.
+        let hasPendingActions = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_action)")) ?? false
+        return try records.map { record in
+            let (isRemoved, spoolFile) = try self.record(record, hasPendingActions: hasPendingActions, in: db)
+            return RecordOutcome(isRemoved: isRemoved, spoolFile: spoolFile)
         }
-        removeSpoolFiles(outcomes.compactMap(\.1))
-        return outcomes.map(\.0)
+    }
+
+    /// Deletes the spool files of messages that a committed ``recordResults(_:in:)`` removed.
+    public func removeSpoolFiles(of outcomes: [RecordOutcome]) {
+        removeSpoolFiles(outcomes.compactMap(\.spoolFile))
     }
 
     private func record(_ record: JobRecord, hasPendingActions: Bool, in db: Database) throws -> (Bool, String?) {

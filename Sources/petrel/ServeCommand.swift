@@ -47,8 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var deliverySettings = DeliverySettings(configuration)
         let security = try Self.loadSecurity(configuration, delivery: &deliverySettings)
-        let scheduler = DeliveryScheduler(store: store, settings: deliverySettings, resolver: resolver, logger: logger)
-        let committer = GroupCommitter(store: store, logger: logger, handoff: scheduler)
+        let committer = GroupCommitter(store: store, logger: logger)
+        let scheduler = DeliveryScheduler(store: store, committer: committer, settings: deliverySettings, resolver: resolver, logger: logger)
         let server = InboundServer(configuration: configuration, committer: committer, logger: logger,
                                    tlsContext: security.tlsContext, authenticator: security.authenticator)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in

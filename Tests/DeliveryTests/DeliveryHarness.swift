@@ -40,8 +40,8 @@ struct DeliveryHarness {
         var settings = DeliverySettings(configuration)
         settings.idlePoll = .milliseconds(200)
         let resolver = try SystemResolver(servers: configuration.delivery.dnsServers, timeout: .seconds(1), attempts: 1)
-        let scheduler = DeliveryScheduler(store: store, settings: settings, resolver: resolver, logger: logger)
-        let committer = GroupCommitter(store: store, logger: logger, handoff: scheduler)
+        let committer = GroupCommitter(store: store, logger: logger)
+        let scheduler = DeliveryScheduler(store: store, committer: committer, settings: settings, resolver: resolver, logger: logger)
         let group = ServiceGroup(services: [committer, scheduler], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
