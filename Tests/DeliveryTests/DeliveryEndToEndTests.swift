@@ -39,6 +39,28 @@ struct DeliveryEndToEndTests {
         }
     }
 
+    /// More mail than the dispatcher has room for: what the commit cannot hand over waits in the queue for
+    /// the feeder's claim, and every message is delivered once.
+    @Test func mailBeyondTheDispatchersRoomIsClaimedFromTheQueue() async throws {
+        let port = try Self.freePort()
+        let server = try await FakeSMTPServer(host: "127.0.0.5", port: port)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.a(host: "busy.test", address: "127.0.0.5")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
+            let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<40 {
+                    group.addTask { try await harness.enqueue(from: "alice@sender.test", to: ["r\(index)@busy.test"]) }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            try await harness.waitUntil("every message delivered", timeout: .seconds(30)) { server.messages.count >= 40 }
+            try await harness.waitUntil("the queue to empty") { try harness.store.messageCount() == 0 }
+            #expect(server.messages.count == 40)
+            #expect(Set(server.messages.flatMap(\.recipients)).count == 40)
+            #expect(ids.count == 40)
+        }
+    }
+
     @Test func usesTheImplicitMXWhenThereIsNoMX() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.4", port: port)
