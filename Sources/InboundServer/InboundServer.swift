@@ -132,6 +132,9 @@ public final class InboundServer: Service, Sendable {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                // Commands are short: reads start at 1 KiB (NIO's default is 2 KiB, kept per connection) and
+                // grow by themselves when DATA fills them.
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
                 .bind(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))

@@ -32,7 +32,10 @@ struct SessionDriver {
                 clientAddress: client.description,
                 relayPolicy: settings.relayPolicy(for: client)
             )
-            var output = allocator.buffer(capacity: 1024)
+            // An idle session holds no buffer of its own: input and output fall back to one empty buffer,
+            // so a thousand idle connections do not keep a thousand read buffers (bench/memory).
+            let empty = allocator.buffer(capacity: 0)
+            var output = empty
             // With implicit TLS (RFC 8314) the greeting waits for the handshake.
             var isAwaitingTLS = listener == .submissions
             if !isAwaitingTLS {
@@ -41,7 +44,7 @@ struct SessionDriver {
                 output.clear()
             }
 
-            var input = allocator.buffer(capacity: 0)
+            var input = empty
             var framer = CommandLineFramer()
             var body: MessageBody?
             var isShutdownRequested = false
@@ -149,8 +152,9 @@ struct SessionDriver {
                         return
                     }
                     try await flush(&output, outbound)
+                    output = empty
                     if input.readableBytes == 0 {
-                        input.clear()
+                        input = empty
                     } else if input.readerIndex > 64 * 1024 {
                         input.discardReadBytes()
                     }
