@@ -11,7 +11,12 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     public typealias InboundOut = ConnectionEvent
 
     private var timeout: TimeAmount
+    /// When the wait times out: pushed forward by every read, without touching the timer.
+    private var deadline: NIODeadline = .distantFuture
+    /// The one scheduled check, and when it runs. It is rescheduled only when it runs early (the deadline
+    /// moved on) or when a shorter timeout needs it sooner: a read costs a clock read, not a timer.
     private var timer: Scheduled<Void>?
+    private var timerFiresAt: NIODeadline = .distantFuture
     private var context: ChannelHandlerContext?
 
     public init(timeout: TimeAmount) {
@@ -24,7 +29,7 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        cancelTimer()
         self.context = nil
     }
 
@@ -34,7 +39,7 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        cancelTimer()
         context.fireChannelInactive()
     }
 
@@ -92,15 +97,39 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
         context.fireChannelReadComplete()
     }
 
+    /// Starts the wait's clock now: the timeout runs from this moment.
     private func armTimer() {
+        guard context != nil else { return }
+        deadline = .now() + timeout
+        if timer == nil || deadline < timerFiresAt { schedule(at: deadline) }
+    }
+
+    private func schedule(at when: NIODeadline) {
         timer?.cancel()
         guard let context else { return }
-        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
-            guard self != nil else { return }
-            let context = loopBoundContext.value
-            context.fireChannelRead(NIOAny(ConnectionEvent.timedOut))
-            context.fireChannelReadComplete()
+        timerFiresAt = when
+        timer = context.eventLoop.scheduleTask(deadline: when) { [weak self] in
+            self?.timerFired()
         }
+    }
+
+    private func timerFired() {
+        timer = nil
+        timerFiresAt = .distantFuture
+        guard let context, deadline != .distantFuture else { return }
+        if NIODeadline.now() < deadline {
+            // Input arrived since the check was scheduled: look again when the wait really ends.
+            schedule(at: deadline)
+            return
+        }
+        deadline = .distantFuture
+        context.fireChannelRead(NIOAny(ConnectionEvent.timedOut))
+        context.fireChannelReadComplete()
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        timerFiresAt = .distantFuture
     }
 }
