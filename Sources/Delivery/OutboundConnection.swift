@@ -63,6 +63,8 @@ final class OutboundConnection: @unchecked Sendable {
     /// The TLS version once encrypted, as `TLSv1.3`.
     private(set) var tlsVersion: String?
     private(set) var transactionCount = 0
+    /// The read timeout last given to the gate.
+    private var currentTimeout: Duration?
     private(set) var isBroken = false
 
     var capabilities: ServerCapabilities? { session.capabilities }
@@ -330,7 +332,12 @@ final class OutboundConnection: @unchecked Sendable {
         try await write(wire)
     }
 
+    /// Sets the read timeout for the wait that starts now. The gate restarts its clock on every read, so an
+    /// unchanged timeout needs no trip to the event loop (the wait then counts from the last reply, a moment
+    /// earlier than the command that follows it).
     private func setTimeout(_ duration: Duration) {
+        guard duration != currentTimeout else { return }
+        currentTimeout = duration
         let gate = self.gate
         channel.channel.eventLoop.execute { gate.value.setTimeout(TimeAmount(duration)) }
     }
