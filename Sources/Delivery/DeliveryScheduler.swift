@@ -32,6 +32,9 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         /// Due mail is stored unleased (it found no room): fresh mail is not handed over until the feeder
         /// has claimed it, so that mail is delivered in order of arrival under overload.
         var hasBacklog = false
+        /// Counts the batches stored without a lease: the feeder clears `hasBacklog` only if none came
+        /// while it claimed (compare and clear).
+        var unleasedBatches = 0
     }
     private let dispatcher: JobDispatcher
     private let cache = ConnectionCache()
@@ -126,7 +129,10 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             }
         }
         if unleasedMessages > 0 {
-            feeder.withLockedValue { $0.hasBacklog = true }
+            feeder.withLockedValue {
+                $0.hasBacklog = true
+                $0.unleasedBatches += 1
+            }
             doorbell.ring()
         }
     }
@@ -158,6 +164,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 feeder.withLockedValue { $0.isWaitingForRoom = false }
                 continue
             }
+            let batchesBeforeClaim = feeder.withLockedValue { $0.unleasedBatches }
             do {
                 let jobs = try await store.claimDueWork(
                     owner: owner, now: Date(), lease: settings.lease,
@@ -169,7 +176,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                     continue
                 }
                 // Nothing due is left unclaimed: fresh mail may go straight to the workers again.
-                feeder.withLockedValue { $0.hasBacklog = false }
+                feeder.withLockedValue { if $0.unleasedBatches == batchesBeforeClaim { $0.hasBacklog = false } }
                 let nextDue = try await store.nextDueTime()
                 let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
                 await doorbell.wait(timeout: sleep)
@@ -307,7 +314,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         }
         do {
             let removed = try await committer.record(QueueStore.JobRecord(
-                results: results, messageID: job.messageID, notifications: notices, markDelayWarned: delays.isEmpty ? nil : now
+                results: results, messageID: job.messageID, queueID: job.queueID, notifications: notices, markDelayWarned: delays.isEmpty ? nil : now
             ))
             if removed { logger.info("\(job.queueID): removed") }
             // New notifications are due now, and a deferral may be due before the feeder's next look.

@@ -204,6 +204,9 @@ final class OutboundConnection: @unchecked Sendable {
                 guard let content else { preconditionFailure("message text asked for outside a transaction") }
                 setTimeout(timeouts.dataTermination)
                 try await sendText(content)
+                // RFC 5321 §4.5.3.2.6: the wait for the reply to the final dot gets the whole timeout, however
+                // long sending took (writes do not move the gate's clock): the next setTimeout must re-arm.
+                currentTimeout = nil
                 action = session.messageSent()
             case .startTLS:
                 try await handshake()

@@ -91,12 +91,18 @@ extension QueueStore {
     public struct JobRecord: Sendable {
         public var results: [RecipientResult]
         public var messageID: Int64
+        /// The message's queue id, when known: the record is dropped if the row `messageID` is no longer that
+        /// message. SQLite gives the row id of a deleted last row to the next insert, so a job whose lease ran
+        /// out and whose message an operator deleted meanwhile must not write over (or delete) a new message.
+        public var queueID: String?
         public var notifications: [IncomingMessage]
         public var markDelayWarned: Date?
 
-        public init(results: [RecipientResult], messageID: Int64, notifications: [IncomingMessage], markDelayWarned: Date? = nil) {
+        public init(results: [RecipientResult], messageID: Int64, queueID: String? = nil, notifications: [IncomingMessage],
+                    markDelayWarned: Date? = nil) {
             self.results = results
             self.messageID = messageID
+            self.queueID = queueID
             self.notifications = notifications
             self.markDelayWarned = markDelayWarned
         }
@@ -144,6 +150,14 @@ extension QueueStore {
     }
 
     private func record(_ record: JobRecord, hasPendingActions: Bool, in db: Database) throws -> (Bool, String?) {
+        if let queueID = record.queueID {
+            let isSameMessage = try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM message WHERE id = ? AND queue_id = ?)"),
+                arguments: [record.messageID, queueID]) ?? false
+            // The message left the queue while this attempt ran (an operator deleted it after its lease ran
+            // out): nothing of it is left to record, and its row id may already name another message.
+            guard isSameMessage else { return (false, nil) }
+        }
         for notification in record.notifications {
             try insert(notification, in: db)
         }

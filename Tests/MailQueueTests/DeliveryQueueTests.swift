@@ -135,4 +135,29 @@ struct DeliveryQueueTests {
         }
         #expect(left == [0, 0, 0])
     }
+
+    /// A late result for a message that left the queue (deleted after its lease ran out) must not touch the
+    /// new message that SQLite gave the same row ids to.
+    @Test func aLateResultLeavesAMessageThatReusedTheRowIDAlone() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let old = QueueDatabaseTests.message(recipients: ["a@x.test"])
+        try await store.pool.write { db in try store.insert(old, in: db) }
+        let now = Date().addingTimeInterval(1)
+        let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+        try await store.pool.write { db in try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [job.messageID]) }
+        let new = QueueDatabaseTests.message(recipients: ["b@x.test"])
+        try await store.pool.write { db in try store.insert(new, in: db) }
+        let reused = try await store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM message WHERE queue_id = ?", arguments: [new.queueID]) }
+        #expect(reused == job.messageID)
+
+        let removed = try await store.recordResults([QueueStore.JobRecord(
+            results: job.recipients.map { RecipientResult(recipientID: $0.id, disposition: .delivered, reply: "250 ok", relay: nil, attemptedAt: now) },
+            messageID: job.messageID, queueID: job.queueID, notifications: []
+        )])
+        #expect(removed == [false])
+        let kept = try #require(try store.message(queueID: new.queueID))
+        #expect(kept.recipients.map(\.state) == ["queued"])
+    }
 }
