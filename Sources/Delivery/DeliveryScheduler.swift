@@ -82,11 +82,6 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         attempts.withLockedValue { $0 = attempt }
     }
 
-    /// New mail was queued: look for due work now rather than at the next poll.
-    public func wake() {
-        doorbell.ring()
-    }
-
     public func run() async throws {
         let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: Date())
         if released > 0 {
@@ -208,20 +203,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     }
 
     private func deliver(_ job: DeliveryJob) async {
-        let content: StoredContent
-        do {
-            let stored: StoredContent?
-            if let carried = job.content { stored = carried } else { stored = try await store.storedContent(messageID: job.messageID) }
-            guard let stored else {
-                logger.warning("\(job.queueID): message vanished from the queue before delivery")
-                return
-            }
-            content = stored
-        } catch {
-            logger.error("\(job.queueID): cannot read the message", metadata: ["error": "\(error)"])
-            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date().addingTimeInterval(60))
-            return
-        }
+        let content = job.content
         let started = ContinuousClock.now
         let attempt = attempts.withLockedValue { $0 }
         let result = await attempt.run(job, content: content)

@@ -35,14 +35,14 @@ public struct DeliveryJob: Sendable, Hashable {
     public var spoolFile: String?
     public var domain: String
     public var recipients: [Recipient]
-    /// The text, when it was read with the claim or handed over by the committer; `nil`: read it first.
-    public var content: StoredContent?
+    /// The text: read with the claim, or handed over by the committer.
+    public var content: StoredContent
 
     public var isNotification: Bool { reversePath.isEmpty }
 
     public init(messageID: Int64, queueID: String, reversePath: String, parameters: MailParameters = MailParameters(), size: Int,
                 arrivedAt: Date, expiresAt: Date, delayWarnedAt: Date? = nil, spoolFile: String? = nil, domain: String,
-                recipients: [Recipient], content: StoredContent? = nil) {
+                recipients: [Recipient], content: StoredContent) {
         self.messageID = messageID
         self.queueID = queueID
         self.reversePath = reversePath

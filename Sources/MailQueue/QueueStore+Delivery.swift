@@ -256,15 +256,4 @@ extension QueueStore {
                 """)).map(Date.init(unixMilliseconds:))
         }
     }
-
-    /// The stored text of a message for sending.
-    public func storedContent(messageID: Int64) async throws -> StoredContent? {
-        let row = try await pool.read { db in
-            try Row.fetchOne(db.cachedStatement(sql: """
-                SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id
-                WHERE m.id = ?
-                """), arguments: [messageID])
-        }
-        return row.map(content(of:))
-    }
 }

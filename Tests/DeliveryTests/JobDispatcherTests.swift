@@ -1,5 +1,6 @@
 import Foundation
 import MailQueue
+import NIOCore
 import SMTPProtocol
 import Testing
 @testable import Delivery
@@ -10,7 +11,7 @@ struct JobDispatcherTests {
     static func job(queueID: String, domain: String = "x.test", recipientIDs: [Int64]) -> DeliveryJob {
         DeliveryJob(messageID: 1, queueID: queueID, reversePath: "s@src.test", size: 100, arrivedAt: Date(),
                     expiresAt: Date().addingTimeInterval(3600), domain: domain,
-                    recipients: recipientIDs.map { .init(id: $0, address: "r\($0)@\(domain)") })
+                    recipients: recipientIDs.map { .init(id: $0, address: "r\($0)@\(domain)") }, content: .inline(ByteBuffer()))
     }
 
     @Test func aRecipientInHandIsNotDispatchedTwice() async {
