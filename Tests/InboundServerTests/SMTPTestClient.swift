@@ -4,6 +4,14 @@ import NIOPosix
 /// A minimal SMTP client over real TCP for tests: sends raw lines and reads whole (multi-line) replies.
 struct SMTPTestClient {
     let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    /// Finishes the outbound writer when the last copy of the client goes (NIO traps on a writer that is
+    /// dropped unfinished, and a test may end without `close()`, e.g. after the server hung up).
+    private final class WriterOwner: Sendable {
+        let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) { self.outbound = outbound }
+        deinit { outbound.finish() }
+    }
+    private let writer: WriterOwner
     private var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     private var pending = ByteBuffer()
 
@@ -22,11 +30,12 @@ struct SMTPTestClient {
 
     private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) {
         self.channel = channel
+        self.writer = WriterOwner(channel.outbound)
         self.iterator = iterator
     }
 
     func send(_ text: String) async throws {
-        try await channel.outbound.write(ByteBuffer(string: text))
+        try await writer.outbound.write(ByteBuffer(string: text))
     }
 
     /// The next whole reply, its lines joined by "\n"; `nil` when the server closed the connection.
@@ -62,6 +71,7 @@ struct SMTPTestClient {
     }
 
     func close() async {
+        writer.outbound.finish()
         try? await channel.channel.close()
     }
 }
