@@ -38,14 +38,17 @@ public struct ServerSession: Sendable {
         public var size: Int
         public var exceededMaximumSize: Bool
         public var sawBareLineEnding: Bool
+        public var sawNUL: Bool
         public var receivedCount: Int
         public var hasDate: Bool
         public var hasMessageID: Bool
 
-        public init(size: Int, exceededMaximumSize: Bool, sawBareLineEnding: Bool, receivedCount: Int, hasDate: Bool, hasMessageID: Bool) {
+        public init(size: Int, exceededMaximumSize: Bool, sawBareLineEnding: Bool, sawNUL: Bool = false,
+                    receivedCount: Int, hasDate: Bool, hasMessageID: Bool) {
             self.size = size
             self.exceededMaximumSize = exceededMaximumSize
             self.sawBareLineEnding = sawBareLineEnding
+            self.sawNUL = sawNUL
             self.receivedCount = receivedCount
             self.hasDate = hasDate
             self.hasMessageID = hasMessageID
@@ -56,6 +59,7 @@ public struct ServerSession: Sendable {
                 size: decoder.decodedSize,
                 exceededMaximumSize: decoder.exceededMaximumSize,
                 sawBareLineEnding: decoder.sawBareLineEnding,
+                sawNUL: decoder.sawNUL,
                 receivedCount: headers.receivedCount,
                 hasDate: headers.hasDate,
                 hasMessageID: headers.hasMessageID
@@ -190,6 +194,10 @@ public struct ServerSession: Sendable {
         if summary.sawBareLineEnding && configuration.lineEndingPolicy == .reject {
             return abortTransaction(SMTPReply(550, EnhancedStatusCode(5, 6, 0),
                 "Error: message contains a bare CR or LF line ending; lines must end with CRLF (RFC 5321 §2.3.8)"))
+        }
+        if summary.sawNUL && configuration.lineEndingPolicy == .reject {
+            return abortTransaction(SMTPReply(550, EnhancedStatusCode(5, 6, 0),
+                "Error: message contains a NUL octet, which message text may not (RFC 5322 §3.5)"))
         }
         if summary.receivedCount > configuration.maximumReceivedHeaders {
             return abortTransaction(SMTPReply(554, EnhancedStatusCode(5, 4, 6), "Error: too many Received headers - mail loop"))
