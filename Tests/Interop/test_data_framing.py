@@ -159,6 +159,15 @@ def test_received_header_names_the_queue_id_and_client(default_server):
     assert row["size"] == len(trace) + len(text)
 
 
+def test_received_header_records_smtputf8(default_server):
+    """RFC 6531 §3.7.3: a transaction with SMTPUTF8 is `with UTF8SMTP`."""
+    with SMTPConversation(default_server.address) as smtp:
+        smtp.ehlo()
+        queue_id = smtp.send_mail("a@example.org", ["r@example.com"], simple_message(), mail_params="SMTPUTF8")
+    trace, _ = default_server.stored_parts(queue_id)
+    assert b"with UTF8SMTP id" in trace, trace
+
+
 def test_missing_date_and_message_id_are_added_for_relay_clients(default_server):
     with SMTPConversation(default_server.address) as smtp:
         smtp.ehlo()

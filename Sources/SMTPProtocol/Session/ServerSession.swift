@@ -115,11 +115,6 @@ public struct ServerSession: Sendable {
         self.relayPolicy = relayPolicy
     }
 
-    /// RFC 3848 §2 protocol names for the trace header.
-    var protocolName: String {
-        guard greeting?.isExtended == true else { return "SMTP" }
-        return "ESMTP" + (isTLSActive ? "S" : "") + (authenticatedUser != nil ? "A" : "")
-    }
 
     /// `true` while message text is being read.
     public var isReadingData: Bool { state == .data }
@@ -208,6 +203,10 @@ public struct ServerSession: Sendable {
             if !summary.hasMessageID { missing.insert(.messageID) }
         }
         state = .enqueueing
+        let protocolName = TraceHeaders.protocolName(
+            isExtended: greeting.isExtended, isTLS: isTLSActive, isAuthenticated: authenticatedUser != nil,
+            isSMTPUTF8: transaction.parameters.isSMTPUTF8
+        )
         let envelope = Envelope(
             reversePath: transaction.reversePath,
             parameters: transaction.parameters,
