@@ -193,15 +193,18 @@ struct SessionDriver {
     /// RFC 4954: checks the credentials off the event loop; a failure waits a moment before it is told.
     private func verify(user: String, password: String, session: inout ServerSession) async -> ServerSession.Action {
         guard let authenticator else { return session.authenticationFailed() }
+        // A name that is no user's is not logged: it is often the password, typed into the wrong field.
+        var failure: Logger.Metadata = ["client": "\(client)"]
+        if let name = authenticator.loggableName(user) { failure["user"] = "\(name)" }
         if authenticator.isThrottled(client.description) {
-            logger.warning("AUTH refused: too many failures from this address", metadata: ["client": "\(client)", "user": "\(user)"])
+            logger.warning("AUTH refused: too many failures from this address", metadata: failure)
             return session.authenticationFailed(throttled: true)
         }
         if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
             logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }
-        logger.warning("AUTH failed", metadata: ["client": "\(client)", "user": "\(user)"])
+        logger.warning("AUTH failed", metadata: failure)
         InboundMetrics.authFailed()
         try? await Task.sleep(for: authFailureDelay)
         return session.authenticationFailed()
