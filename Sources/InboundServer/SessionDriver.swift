@@ -14,6 +14,8 @@ import SMTPTransport
 struct SessionDriver {
     let connection: AcceptedConnection
     let client: IPAddress
+    /// The client's verified name, looked up beside the session (see ``ClientName``).
+    let clientName: ClientName
     let settings: InboundSettings
     let listener: ListenerKind
     let committer: GroupCommitter
@@ -215,6 +217,8 @@ struct SessionDriver {
     private func store(
         _ body: inout MessageBody, envelope: Envelope, missing: ServerSession.MissingHeaders, session: inout ServerSession
     ) async -> ServerSession.Action {
+        var envelope = envelope
+        envelope.client.verifiedName = clientName.verified
         let now = Date()
         let seconds = Int64(now.timeIntervalSince1970)
         let hostname = settings.session.hostname
@@ -232,7 +236,7 @@ struct SessionDriver {
             )
             try await committer.enqueue(message)
             if logger.logLevel <= .info {
-                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)]"
+                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.verifiedName ?? "unknown")[\(client)], helo=\(envelope.client.greetingName)"
                 if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
                 if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
                 logger.info("\(line), status=queued")
