@@ -26,6 +26,7 @@ struct SessionDriver {
     var authFailureDelay: Duration = .seconds(1)
 
     private var allocator: ByteBufferAllocator { connection.channel.channel.allocator }
+    private var readClock: ReadClock { ReadClock(gate: connection.gate, eventLoop: connection.channel.channel.eventLoop) }
 
     func run() async throws {
         try await connection.channel.executeThenClose { inbound, outbound in
@@ -85,7 +86,7 @@ struct SessionDriver {
                                 break processing
                             }
                             body = nil
-                            setTimeout(settings.commandTimeout)
+                            readClock.start(settings.commandTimeout)
                             switch session.dataFinished(current.summary) {
                             case .enqueue(let envelope, let missing):
                                 try await flush(&output, outbound)
@@ -96,7 +97,10 @@ struct SessionDriver {
                                     InboundMetrics.rejected(code: 452)
                                     action = session.enqueueFailed()
                                 } else {
-                                    action = await store(&current, envelope: envelope, missing: missing, session: &session)
+                                    // The client waits for our 250: the commit's time is not its silence.
+                                    action = await readClock.stopped {
+                                        await store(&current, envelope: envelope, missing: missing, session: &session)
+                                    }
                                 }
                                 action.reply.write(to: &output)
                             case let action:
@@ -129,10 +133,11 @@ struct SessionDriver {
                         case .beginData(let reply):
                             reply.write(to: &output)
                             try await flush(&output, outbound)
-                            setTimeout(settings.dataTimeout)
+                            readClock.start(settings.dataTimeout)
                             body = MessageBody(
                                 queueID: QueueID.make(),
                                 spoolDirectory: committer.store.spoolDirectory,
+                                readClock: readClock,
                                 decoder: DataDecoder(maximumSize: settings.session.maximumMessageSize,
                                                      lineEndingPolicy: settings.session.lineEndingPolicy),
                                 allocator: allocator
@@ -248,13 +253,6 @@ struct SessionDriver {
             logger.error("\(body.queueID): queue write failed, status=refused (452 4.3.1): \(error)")
             InboundMetrics.rejected(code: 452)
             return session.enqueueFailed()
-        }
-    }
-
-    private func setTimeout(_ duration: Duration) {
-        let gate = connection.gate
-        connection.channel.channel.eventLoop.execute {
-            gate.value.setTimeout(TimeAmount(duration))
         }
     }
 }
