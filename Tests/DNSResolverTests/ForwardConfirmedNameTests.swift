@@ -83,14 +83,16 @@ struct ForwardConfirmedNameTests {
     }
 
     @Test func aCancelledLookupReturnsAtOnce() async throws {
-        let (server, resolver) = try Self.setUp()
+        let server = try DNSTestServer(records: Self.records)
         defer { server.stop() }
+        // A query that is never answered takes at least 5 s here (two tries, the second after 5 s).
+        let resolver = try SystemResolver(servers: [server.address], timeout: .seconds(5), attempts: 2)
         let started = ContinuousClock.now
         let lookup = Task { await resolver.verifiedName(of: "192.0.2.10") }
         try await Task.sleep(for: .milliseconds(100))
         lookup.cancel()
         #expect(await lookup.value == nil)
-        // The query itself waits a second for its answer; the caller does not.
-        #expect(ContinuousClock.now - started < .milliseconds(800))
+        // The caller stopped waiting long before (the margin is for a machine busy with other tests).
+        #expect(ContinuousClock.now - started < .seconds(4))
     }
 }

@@ -192,12 +192,12 @@ struct InboundServerTests {
             #expect(try await client.readReply() == nil)
             // The session's end ends its lookup: the connection's slot is free again.
             var greeting: String?
-            for _ in 0..<50 {
+            for _ in 0..<100 {
                 var next = try await SMTPTestClient.connect(to: address)
                 greeting = try await next.readReply()
                 await next.close()
                 if greeting?.hasPrefix("220") == true { break }
-                try await Task.sleep(for: .milliseconds(20))
+                try await Task.sleep(for: .milliseconds(50))
             }
             #expect(greeting == "220 relay.test ESMTP")
         }
