@@ -33,7 +33,8 @@ extension SystemResolver: ClientNameResolving {
     public func verifiedName(of address: String) async -> String? {
         guard let wanted = addressBytes(address),
               case .found(let names)? = try? await self.reverseNames(of: address) else { return nil }
-        for name in names.prefix(Self.maximumCheckedNames) where !name.isEmpty {
+        // A name that is no host name (RFC 1123 §2.1) is not used, as Postfix does not: it goes into logs and headers.
+        for name in names.prefix(Self.maximumCheckedNames) where isHostName(name) {
             guard !Task.isCancelled else { return nil }
             if case .found(let addresses)? = try? await self.addresses(of: name),
                addresses.contains(where: { addressBytes($0) == wanted }) {
@@ -41,6 +42,19 @@ extension SystemResolver: ClientNameResolving {
             }
         }
         return nil
+    }
+}
+
+/// Letters, digits and hyphens in dot-separated labels of 1 to 63 octets, no label starting or ending with a
+/// hyphen, 253 octets at most (RFC 1123 §2.1, RFC 952).
+func isHostName(_ name: String) -> Bool {
+    guard !name.isEmpty, name.utf8.count <= 253 else { return false }
+    return name.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).allSatisfy { label in
+        (1...63).contains(label.count) && label.first != UInt8(ascii: "-") && label.last != UInt8(ascii: "-")
+            && label.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
+            }
     }
 }
 

@@ -35,6 +35,18 @@ struct ForwardConfirmedNameTests {
         #expect(reverseLookupName(of: address) == name)
     }
 
+    static let hostNames: [(String, Bool)] = [
+        ("mail.example.test", true), ("a", true), ("x-1.b2.test", true), ("MAIL.Example.TEST", true),
+        ("", false), ("a..test", false), ("-a.test", false), ("a-.test", false), ("a_b.test", false),
+        ("a b.test", false), ("a,status=sent", false), ("a\\(b.test", false), (String(repeating: "x", count: 64) + ".test", false),
+    ]
+
+    /// Only a host name is used as the client's name: it goes into log lines and the `Received:` field.
+    @Test(arguments: hostNames)
+    func hostNames(name: String, isHostName expected: Bool) {
+        #expect(isHostName(name) == expected)
+    }
+
     @Test func reverseNamesComeFromPTRRecords() async throws {
         let (server, resolver) = try Self.setUp()
         defer { server.stop() }
