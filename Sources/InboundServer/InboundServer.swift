@@ -1,4 +1,5 @@
 import Authentication
+import DNSResolver
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
@@ -21,6 +22,7 @@ public final class InboundServer: Service, Sendable {
     private let listenAddresses: [(ListenAddress, ListenerKind)]
     private let tlsContext: NIOLockedValueBox<NIOSSLContext?>
     private let authenticator: Authenticator?
+    private let clientNames: (any ClientNameResolving)?
     private let committer: GroupCommitter
     private let logger: Logger
     private let group: any EventLoopGroup
@@ -37,8 +39,11 @@ public final class InboundServer: Service, Sendable {
     /// - Parameters:
     ///   - tlsContext: the server TLS context when a certificate is configured (``makeTLSContext(_:)``).
     ///   - authenticator: the SMTP AUTH users, when there is a users file.
+    ///   - clientNames: looks up each client's forward-confirmed name for the log and the `Received:` field;
+    ///     without it every client is `unknown`.
     public init(configuration: PetrelConfiguration, committer: GroupCommitter, logger: Logger,
                 tlsContext: NIOSSLContext? = nil, authenticator: Authenticator? = nil,
+                clientNames: (any ClientNameResolving)? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         let settings = InboundSettings(configuration)
         self.settings = NIOLockedValueBox(settings)
@@ -47,6 +52,7 @@ public final class InboundServer: Service, Sendable {
             + configuration.inbound.submissionsListen.map { ($0, .submissions) }
         self.tlsContext = NIOLockedValueBox(tlsContext)
         self.authenticator = authenticator
+        self.clientNames = clientNames
         self.committer = committer
         self.logger = logger
         self.group = group
@@ -194,12 +200,21 @@ public final class InboundServer: Service, Sendable {
         defer { _ = sessions.withLockedValue { $0.shutdownNotices.removeValue(forKey: id) } }
         if isShuttingDown { notice() }
 
-        let driver = SessionDriver(connection: connection, client: client, settings: settings, listener: connection.listener,
-                                   committer: committer, authenticator: authenticator, tlsContext: connection.tlsContext, logger: logger)
-        do {
-            try await driver.run()
-        } catch {
-            logger.debug("session ended with an error", metadata: ["client": "\(client)", "error": "\(error)"])
+        let clientName = ClientName()
+        let driver = SessionDriver(connection: connection, client: client, clientName: clientName, settings: settings,
+                                   listener: connection.listener, committer: committer, authenticator: authenticator,
+                                   tlsContext: connection.tlsContext, logger: logger)
+        await withDiscardingTaskGroup { lookups in
+            // The client's name is looked up beside the session, which never waits for it; the lookup ends with it.
+            if let clientNames {
+                lookups.addTask { await clientName.look(up: client.description, with: clientNames) }
+            }
+            do {
+                try await driver.run()
+            } catch {
+                logger.debug("session ended with an error", metadata: ["client": "\(client)", "error": "\(error)"])
+            }
+            lookups.cancelAll()
         }
     }
 

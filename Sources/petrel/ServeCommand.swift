@@ -38,9 +38,15 @@ struct ServeCommand: AsyncParsableCommand {
         // Blocking DNS lookups get their own threads, so a dead name server cannot starve the spool I/O.
         let dnsThreads = NIOThreadPool(numberOfThreads: 16)
         dnsThreads.start()
+        // Clients' names (PTR, then A/AAAA) have threads of their own too: a flood of clients whose reverse
+        // zones never answer must not hold up delivery's lookups.
+        let clientNameThreads = NIOThreadPool(numberOfThreads: 4)
+        clientNameThreads.start()
         let resolver: SystemResolver
+        let clientNames: SystemResolver
         do {
             resolver = try SystemResolver(servers: configuration.delivery.dnsServers, threadPool: dnsThreads)
+            clientNames = try SystemResolver(servers: configuration.delivery.dnsServers, threadPool: clientNameThreads)
         } catch {
             Bootstrap.printError("configuration error: \(configuration.sourceFile ?? "(defaults)"): delivery.dns_servers: \(error)")
             throw ExitCode.failure
@@ -50,7 +56,7 @@ struct ServeCommand: AsyncParsableCommand {
         let committer = GroupCommitter(store: store, logger: logger)
         let scheduler = DeliveryScheduler(store: store, committer: committer, settings: deliverySettings, resolver: resolver, logger: logger)
         let server = InboundServer(configuration: configuration, committer: committer, logger: logger,
-                                   tlsContext: security.tlsContext, authenticator: security.authenticator)
+                                   tlsContext: security.tlsContext, authenticator: security.authenticator, clientNames: clientNames)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in
         // flight, then the committer writes what is left.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [

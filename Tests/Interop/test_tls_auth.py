@@ -450,6 +450,22 @@ def test_swaks_wrong_password_gets_535(tls_relay):
     assert "wrong" not in warning
 
 
+def test_a_failed_auth_logs_only_the_names_of_real_users(tls_relay):
+    """A name that is no user's is often the password typed into the wrong field: it is not logged. A real
+    user's name with a wrong password is."""
+    typed_password = "Tr0ub4dor-in-the-user-field"
+    for source, name in (("127.0.0.21", typed_password), ("127.0.0.22", USER)):
+        with SMTPConversation((tls_relay.address[0], tls_relay.submission_port), source_address=(source, 0)) as smtp:
+            secure(smtp)
+            smtp.expect(f"AUTH PLAIN {plain_response(name, 'wrong')}", 535, "5.7.8")
+    wait_until(lambda: log_lines(tls_relay, "AUTH failed", "127.0.0.22"), what="the second failure logged")
+    [unknown] = log_lines(tls_relay, "AUTH failed", "127.0.0.21")
+    assert typed_password not in tls_relay.log_text(), unknown
+    assert "user=" not in unknown, unknown
+    [known] = log_lines(tls_relay, "AUTH failed", "127.0.0.22")
+    assert f"user={USER}" in known, known
+
+
 def test_swaks_tls_on_connect_on_submissions(tls_relay):
     result = swaks(tls_relay.submissions_port, "--tls-on-connect", "--auth", "LOGIN", "--auth-user", USER,
                    "--auth-password", PASSWORD, "--from", "someone@example.com", "--to", "user@hold.test")
