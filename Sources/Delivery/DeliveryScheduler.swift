@@ -68,7 +68,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         var attempt = DeliveryAttempt(
             router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
             tlsPolicy: settings.tls, smarthostTLSPolicy: settings.smarthostTLS, smarthostCredentials: settings.smarthostCredentials,
-            opportunisticTLS: try? ClientTLS.opportunistic(), verifiedTLS: try? ClientTLS.verified(trustRoots: settings.trustRoots),
+            opportunisticTLS: settings.opportunisticTLS, verifiedTLS: settings.verifiedTLS,
             tlsFailures: tlsFailures
         )
         attempt.log = { line in logger.notice("\(line)") }

@@ -25,6 +25,14 @@ public enum QueueAction: Sendable, Equatable {
         }
     }
 
+    /// `delete` and `bounce` of a recipient being delivered wait for that attempt to end (`pending_action`).
+    var waitsForAttempts: Bool {
+        switch self {
+        case .delete, .bounce: true
+        case .hold, .release, .retry: false
+        }
+    }
+
     /// `hold` and `release` act on messages; the others on the recipients a filter selects.
     var actsOnRecipients: Bool {
         switch self {
