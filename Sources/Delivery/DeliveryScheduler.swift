@@ -176,6 +176,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
                 await doorbell.wait(timeout: sleep)
                 await cache.sweep()
+            } catch where Task.isCancelled {
+                return  // shutdown stopped the read: nothing is wrong
             } catch {
                 logger.error("cannot read the queue", metadata: ["error": "\(error)"])
                 await doorbell.wait(timeout: .seconds(1))

@@ -113,3 +113,25 @@ def test_a_bad_reload_is_refused_and_the_old_configuration_keeps_running(petrel_
         smtp.expect("RCPT TO:<b1@example.com>", 250)
         smtp.expect("RCPT TO:<b2@example.com>", 250)
         smtp.expect("RCPT TO:<b3@example.com>", 452, "4.5.3")
+
+
+def test_a_reload_to_a_tls_file_that_cannot_be_used_is_refused(petrel_server):
+    server = petrel_server({"inbound": {"max_recipients": 2}})
+    good = server.config_path.read_text()
+    bad = good.replace("max_recipients = 2", "max_recipients = 5").replace(
+        "[delivery]\n", '[delivery]\ntls = "required"\ntls_ca_file = "private-ca.pem"\n')
+    assert bad != good and "tls_ca_file" in bad
+    server.config_path.write_text(bad)
+    server.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reload refused" in server.log_text())
+    [line] = [line for line in server.log_text().splitlines() if "configuration reload refused" in line]
+    assert f"config={server.config_path}" in line, line
+    assert f"delivery.tls_ca_file: cannot load {server.folder}/private-ca.pem: no such file" in line, line
+    assert server.process.poll() is None
+    # The old configuration stays, the whole of it.
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        smtp.expect("MAIL FROM:<a@example.org>", 250)
+        smtp.expect("RCPT TO:<b1@example.com>", 250)
+        smtp.expect("RCPT TO:<b2@example.com>", 250)
+        smtp.expect("RCPT TO:<b3@example.com>", 452, "4.5.3")
