@@ -1,7 +1,7 @@
 import Foundation
 
 /// An operator's action on queued messages: `petrel queue hold|release|retry|delete|bounce`. See
-/// ``QueueStore/perform(_:on:now:report:)`` for what each does, and to a message being delivered.
+/// ``QueueStore/perform(_:on:requestedBy:now:report:)`` for what each does, and to a message being delivered.
 public enum QueueAction: Sendable, Equatable {
     /// Never delivered nor expired until released.
     case hold

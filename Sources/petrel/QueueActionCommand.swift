@@ -5,7 +5,8 @@ import PetrelConfig
 
 /// `petrel queue hold|release|retry|delete|bounce`: actions on messages named by queue id or chosen by a
 /// filter. Each prints one line per message saying what it did (`--json`: one object per message).
-/// See `QueueStore.perform(_:on:now:report:)` for what happens to a message being delivered meanwhile.
+/// See `QueueStore.perform(_:on:requestedBy:now:report:)` for what happens to a message being delivered meanwhile.
+/// The server logs one line per message acted on, naming the Unix user and `--reason` (``OperatorAuditLog``).
 enum QueueActionCommand {
     /// Which messages: queue ids, or `--all`, or filters.
     struct Target: ParsableArguments {
