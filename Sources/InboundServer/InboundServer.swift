@@ -132,32 +132,34 @@ public final class InboundServer: Service, Sendable {
         let tlsContext = self.tlsContext
         for (address, kind) in listenAddresses {
             if kind == .submissions && tlsContext.withLockedValue({ $0 }) == nil {
-                throw ListenerError(description: "\(address): submissions_listen needs [tls] certificate and key")
+                throw ListenError(address: address, key: kind.configurationKey, reason: "needs [tls] certificate and key")
             }
-            let listener = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                // Commands are short: reads start at 1 KiB (NIO's default is 2 KiB, kept per connection) and
-                // grow by themselves when DATA fills them.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
-                .bind(host: address.host, port: address.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
-                        let context = tlsContext.withLockedValue { $0 }
-                        if kind == .submissions, let context {
-                            // RFC 8314 §3: TLS from the first byte.
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+            let listener = try await ListenError.naming(address, kind.configurationKey) {
+                try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                    // Commands are short: reads start at 1 KiB (NIO's default is 2 KiB, kept per connection) and
+                    // grow by themselves when DATA fills them.
+                    .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
+                    .bind(host: address.host, port: address.port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
+                            let context = tlsContext.withLockedValue { $0 }
+                            if kind == .submissions, let context {
+                                // RFC 8314 §3: TLS from the first byte.
+                                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                            }
+                            try channel.pipeline.syncOperations.addHandler(gate)
+                            let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
+                                wrappingChannelSynchronously: channel,
+                                configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
+                            )
+                            return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
+                                                      listener: kind, tlsContext: context)
                         }
-                        try channel.pipeline.syncOperations.addHandler(gate)
-                        let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
-                        )
-                        return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
-                                                  listener: kind, tlsContext: context)
                     }
-                }
+            }
             listeners.append(listener)
         }
         return listeners
@@ -227,6 +229,26 @@ public final class InboundServer: Service, Sendable {
     }
 }
 
-struct ListenerError: Error, CustomStringConvertible {
-    var description: String
+extension ListenerKind {
+    /// The configuration key of this kind of listener, for messages.
+    var configurationKey: String {
+        switch self {
+        case .relay: "inbound.listen"
+        case .submission: "inbound.submission_listen"
+        case .submissions: "inbound.submissions_listen"
+        }
+    }
+}
+
+extension ListenError {
+    /// Runs `bind`, and says which address and key a failure is about.
+    public static func naming<T>(_ address: ListenAddress, _ key: String, _ bind: () async throws -> T) async throws -> T {
+        do {
+            return try await bind()
+        } catch let error as IOError {
+            throw ListenError(address: address, key: key, errno: error.errnoCode)
+        } catch {
+            throw ListenError(address: address, key: key, reason: "\(error)")
+        }
+    }
 }

@@ -62,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: committer),
             .init(service: QueueGauges(store: store, logger: logger)),
+            .init(service: OperatorAuditLog(store: store, logger: logger)),
         ]
         if let address = configuration.metrics.listen {
             services.append(.init(service: MetricsServer(address: address, registry: registry, logger: logger)))
@@ -87,12 +88,17 @@ struct ServeCommand: AsyncParsableCommand {
             "config": "\(configuration.sourceFile ?? "(defaults)")",
             "queue": "\(configuration.queue.path)",
         ])
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as ListenError {
+            Bootstrap.printError("\(error)")
+            throw ExitCode.failure
+        }
         logger.info("petrel stopped")
     }
 
-    /// The TLS certificate, the AUTH users and the smarthost password: every file is read at start-up,
-    /// and a problem names the key and the file.
+    /// The TLS certificate, the AUTH users, the smarthost password and the client TLS contexts (with
+    /// `delivery.tls_ca_file`): every file is read at start-up, and a problem names the key and the file.
     static func loadSecurity(
         _ configuration: PetrelConfiguration, delivery: inout DeliverySettings
     ) throws -> (tlsContext: NIOSSLContext?, authenticator: Authenticator) {
@@ -113,6 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         do {
             try delivery.loadSmarthostCredentials(configuration)
+            try delivery.loadTLS(configuration)
         } catch {
             Bootstrap.printError("configuration error: \(file): \(error)")
             throw ExitCode.failure

@@ -930,6 +930,25 @@ def test_required_tls_with_an_untrusted_certificate_sends_nothing(lab, tmp_path)
         sink.stop()
 
 
+def test_required_tls_verifies_against_tls_ca_file(lab, tmp_path):
+    """`delivery.tls_ca_file` names the CA that signs a private next hop's certificate (here the certificate
+    itself): under `required` the handshake verifies and the message goes."""
+    sink = TLSSink("127.0.0.1", free_port("127.0.0.1"), "private-smarthost.test", lab["certificate"], lab["key"]).start()
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    relay = start_relay(lab, folder, relay_config(lab, submission=False, delivery={
+        "smarthost": f"127.0.0.1:{sink.port}", "smarthost_tls": "required", "tls_ca_file": str(lab["certificate"])}))
+    try:
+        queue_id = submit(relay, "user@far.test", "verified by a private CA")
+        [message] = wait_until(lambda: messages_with(sink, "verified by a private CA"), WAIT, "delivery over verified TLS", relay)
+        assert sink.tls_of(message) in ("TLSv1.2", "TLSv1.3")
+        line = wait_for_delivery_line(relay, queue_id, "sent")
+        assert f"tls={sink.tls_of(message)}" in line, line
+    finally:
+        relay.kill()
+        sink.stop()
+
+
 def test_smarthost_credentials_never_follow_a_plaintext_fallback(lab, tmp_path):
     """Opportunistic TLS falls back to plaintext after a broken handshake, but the smarthost credentials
     never go along: the message waits instead."""
