@@ -39,6 +39,7 @@ let package = Package(
             resources: [
                 .embedInCode("migrations/0001_queue.sql"),
                 .embedInCode("migrations/0002_queue_admin.sql"),
+                .embedInCode("migrations/0003_sender_notices.sql"),
             ]
         ),
         // The system's libcrypt (libxcrypt): yescrypt password hashes for SMTP AUTH users.

@@ -17,6 +17,7 @@ public enum QueueDatabase {
     public static let migrations: [Migration] = [
         Migration(name: "0001_queue", sql: String(decoding: PackageResources._001_queue_sql, as: UTF8.self)),
         Migration(name: "0002_queue_admin", sql: String(decoding: PackageResources._002_queue_admin_sql, as: UTF8.self)),
+        Migration(name: "0003_sender_notices", sql: String(decoding: PackageResources._003_sender_notices_sql, as: UTF8.self)),
     ]
 
     /// How long a reader or the writer waits for a lock before giving up with SQLITE_BUSY.

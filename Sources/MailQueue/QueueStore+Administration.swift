@@ -349,7 +349,7 @@ extension QueueStore {
 
     /// The stored message for a notification: trace headers, then the text, or only as much of a spooled
     /// text as its header section needs.
-    private func originalText(messageID: Int64, headersOnly: Bool, in db: Database) throws -> ByteBuffer {
+    func originalText(messageID: Int64, headersOnly: Bool, in db: Database) throws -> ByteBuffer {
         guard let row = try Row.fetchOne(db, sql: """
             SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
             """, arguments: [messageID]) else { return ByteBuffer() }
@@ -378,6 +378,7 @@ extension QueueStore {
         guard pending == 0, let row = try Row.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [messageID]) else {
             return (false, nil)
         }
+        _ = try sendPendingNotices(messageID: messageID, now: Date(), in: db)
         try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [messageID])
         return (true, row["spool_file"])
     }

@@ -13,6 +13,8 @@ public struct SenderNotification: Sendable, Equatable {
     public var reportingMTA: String
     /// How long the notification may stay in the queue.
     public var lifetime: TimeInterval
+    /// Above this many octets, RET=FULL returns only the header section.
+    public static let fullReturnLimit = 10 * 1024 * 1024
 
     public init(reportingMTA: String, lifetime: TimeInterval) {
         self.reportingMTA = reportingMTA
