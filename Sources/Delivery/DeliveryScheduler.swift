@@ -273,13 +273,12 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// `ID: sender non-delivery notification: NOTICE-ID`, and the delay and delivery kinds.
     private func log(_ notifications: [QueueStore.MadeNotification]) {
         for made in notifications {
-            let kind: String
-            switch made.kind {
-            case .failure: kind = "non-delivery"
-            case .delay: kind = "delay"
-            case .success: kind = "delivery"
+            let (kind, label) = switch made.kind {
+            case .failure: ("non-delivery", "failure")
+            case .delay: ("delay", "delay")
+            case .success: ("delivery", "success")
             }
-            DeliveryMetrics.notification(kind == "non-delivery" ? "failure" : kind == "delay" ? "delay" : "success")
+            DeliveryMetrics.notification(label)
             logger.info("\(made.reportedQueueID): sender \(kind) notification: \(made.queueID)")
         }
     }

@@ -197,8 +197,9 @@ extension QueueStore {
             db.cachedStatement(sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
             arguments: [record.messageID]) ?? 0
         var notifications: [MadeNotification] = []
-        let isRoundOver = try pending == 0 || !hasRecipientsInDelivery(messageID: record.messageID, now: now, in: db)
-        if isRoundOver {
+        // The round is over for the message when none of its other jobs is in flight: its notices go now.
+        if try hasNotices || hasPendingNotices(messageID: record.messageID, in: db),
+           try pending == 0 || !hasRecipientsInDelivery(messageID: record.messageID, now: now, in: db) {
             notifications = try sendPendingNotices(messageID: record.messageID, now: now, in: db)
         }
         guard pending == 0 else { return RecordOutcome(isRemoved: false, notifications: notifications) }
