@@ -6,8 +6,9 @@ import SMTPProtocol
 /// path of the message it reports on. It has the null reverse path (RFC 5321 §4.5.5), so that it can
 /// never itself be bounced.
 ///
-/// The delivery engine's bounces, delay warnings and "relayed" notices (`NotificationFactory`) and the
-/// operator's bounces (``QueueStore/perform(_:on:now:report:)``) are all made here.
+/// The delivery engine's bounces, delay warnings and "relayed" notices (made from the pending notices of
+/// a message, ``QueueStore/sendPendingNotices(messageID:now:in:)``) and the operator's bounces
+/// (``QueueStore/perform(_:on:now:report:)``) are all made here.
 public struct SenderNotification: Sendable, Equatable {
     /// This relay's host name: the reporting MTA and the domain of `MAILER-DAEMON@…`.
     public var reportingMTA: String
