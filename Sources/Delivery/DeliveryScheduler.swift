@@ -307,8 +307,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private static func isCutShort(_ report: AttemptReport) -> Bool {
         switch report {
         case .transaction(let outcomes, _, _): outcomes.allSatisfy { if case .deferred = $0 { true } else { false } }
-        case .noRoute(let error): !error.isPermanent
-        case .noHost: true
+        case .noRoute(let error), .noHost(.localError(let error)): !error.isPermanent
+        case .noHost(.reply): true
         }
     }
 

@@ -9,6 +9,7 @@ enum AttemptReport: Hashable, Sendable {
     /// lookup that failed (temporary), by the error's status class.
     case noRoute(LocalError)
     /// Routes, but no host took the transaction: the last host's own reply (a `421` greeting, a refused
-    /// MAIL) or a local error (connection refused, a timeout, TLS). RFC 5321 §4.5.4.1: retried later.
+    /// MAIL) or a local error (connection refused, a timeout, TLS). RFC 5321 §4.5.4.1: retried later, but
+    /// for a local error of class 5, which no retry can help.
     case noHost(AttemptResult)
 }

@@ -10,7 +10,7 @@ import SMTPProtocol
 /// - A transaction's per-recipient replies decide (RFC 5321 §4.2.1): `2xx` delivered, `4xx` deferred,
 ///   `5xx` failed. No route is failed when the DNS answer rules delivery out (null MX, NXDOMAIN), else
 ///   deferred; no host taking the transaction defers every recipient (RFC 5321 §4.5.4.1), whatever the
-///   last host said.
+///   last host said, unless the relay's own error is permanent (class 5: no retry can help).
 /// - A deferral at or after the message's expiry is expired instead: `Status: 5.4.7` (RFC 3463 §3.5,
 ///   "delivery time expired"), because the relay gives up and RFC 3464 §2.3.3 makes that `Action: failed`,
 ///   whose status is a permanent one (RFC 3463 §2: class 5 "permanent failure", not likely to be resolved
@@ -77,6 +77,9 @@ struct DeliveryPolicy: Sendable, Hashable {
             }
         case .noRoute(let error):
             return (error.isPermanent ? .failed : .deferred, .localError(error))
+        case .noHost(.localError(let error)) where error.isPermanent:
+            // The relay's own finding that no retry can help (a conversion the message needs and cannot get).
+            return (.failed, .localError(error))
         case .noHost(let result):
             return (.deferred, result)
         }
