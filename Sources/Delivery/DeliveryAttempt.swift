@@ -76,7 +76,7 @@ struct DeliveryAttempt {
                     return result
                 } catch let failure as HostFailure {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
-                    lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(LocalError(failure.reply))
+                    lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure, at: relay))
                     let (security, _) = self.security(for: route.kind, key: key)
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
@@ -94,6 +94,13 @@ struct DeliveryAttempt {
             }
         }
         return Result(report: .noHost(lastFailure))
+    }
+
+    /// The relay's own error at a host, naming the host once: `mx.example[192.0.2.1]:25: TLS is required, …`.
+    private static func localError(_ failure: HostFailure, at relay: String) -> LocalError {
+        var error = LocalError(failure.reply)
+        if !error.description.contains(relay) { error.description = "\(relay): \(error.description)" }
+        return error
     }
 
     private static func report(_ outcomes: [RecipientOutcome], on connection: OutboundConnection) -> AttemptReport {
