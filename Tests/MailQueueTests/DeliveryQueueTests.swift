@@ -164,4 +164,29 @@ struct DeliveryQueueTests {
         let kept = try #require(try store.message(queueID: new.queueID))
         #expect(kept.recipients.map(\.state) == ["queued"])
     }
+
+    /// A reply and a local error are stored apart: a later local error clears the earlier reply and relay, and
+    /// the statistics count it marked as the relay's own.
+    @Test func aLocalErrorReplacesTheLastReplyAndIsCountedAsLocal() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message(recipients: ["a@x.test"])
+        try await store.pool.write { db in _ = try store.insert(message, in: db) }
+        var now = Date().addingTimeInterval(1)
+        for result in [AttemptResult.reply("451 4.7.1 Greylisted"),
+                       .localError(LocalError(status: EnhancedStatusCode(4, 4, 1), description: "connect to mx.x.test[192.0.2.1]:25: Connection refused"))] {
+            let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+            _ = try await store.recordResults([
+                RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now), result: result, attemptedAt: now),
+            ], messageID: job.messageID)
+            now = now.addingTimeInterval(1)
+        }
+        let recipient = try #require(try store.message(queueID: message.queueID)?.recipients.first)
+        #expect(recipient.lastReply == nil && recipient.lastRelay == nil)
+        #expect(recipient.lastError == "connect to mx.x.test[192.0.2.1]:25: Connection refused")
+        #expect(try store.statistics().topDeferredErrors == [
+            .init(lastReply: "(local) connect to mx.x.test[192.0.2.1]:25: Connection refused", recipients: 1),
+        ])
+    }
 }
