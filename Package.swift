@@ -37,9 +37,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [
-                .embedInCode("migrations/0004_operator_audit.sql"),  // first, apart from 0003: see QueueDatabase.migrations
                 .embedInCode("migrations/0001_queue.sql"),
                 .embedInCode("migrations/0002_queue_admin.sql"),
+                .embedInCode("migrations/0003_sender_notices.sql"),
+                .embedInCode("migrations/0004_operator_audit.sql"),
             ]
         ),
         // The system's libcrypt (libxcrypt): yescrypt password hashes for SMTP AUTH users.

@@ -1,4 +1,4 @@
--- 0004: the operator's audit trail. (0003 belongs to another change; the numbers only order the files.)
+-- 0004: the operator's audit trail.
 -- Times are Unix milliseconds.
 
 -- One row per message an operator's action (`petrel queue hold|release|retry|delete|bounce`) acted on,

@@ -8,11 +8,7 @@ import SMTPProtocol
 /// takes the transaction (RFC 5321 §5.1: try the next MX when one cannot be reached or says `4xx`).
 struct DeliveryAttempt {
     struct Result {
-        /// One outcome per job recipient, in order.
-        var outcomes: [RecipientOutcome]
-        /// `host[ip]:port` of the server that answered the transaction, if any.
-        var relay: String?
-        var remoteSupportsDSN: Bool
+        var report: AttemptReport
         /// The TLS version of the session that carried the transaction, `nil` for plaintext.
         var tls: String? = nil
     }
@@ -52,8 +48,8 @@ struct DeliveryAttempt {
         do {
             route = try await router.route(for: job.domain)
         } catch {
-            let outcome: RecipientOutcome = error.isPermanent ? .failed(error.reply) : .deferred(error.reply)
-            return Result(outcomes: Array(repeating: outcome, count: job.recipients.count), relay: nil, remoteSupportsDSN: false)
+            // The DNS answer or the failed lookup is the relay's own finding: no server said anything.
+            return Result(report: .noRoute(LocalError(error.reply)))
         }
         let transaction = OutboundTransaction(
             reversePath: job.reversePath,
@@ -66,8 +62,7 @@ struct DeliveryAttempt {
             },
             size: job.size
         )
-        var lastFailure = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "no host could be reached")
-        var lastRelay: String?
+        var lastFailure = AttemptResult.localError(LocalError(status: EnhancedStatusCode(4, 4, 1), description: "no host could be reached"))
         var connectionsTried = 0
         hosts: for host in route.hosts {
             for address in host.addresses {
@@ -76,33 +71,40 @@ struct DeliveryAttempt {
                 let key = "\(address):\(host.port)"
                 do {
                     let (connection, outcomes) = try await transact(transaction, content: content, host: host, address: address, kind: route.kind)
-                    let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false,
-                                        tls: connection.tlsVersion)
+                    let result = Result(report: Self.report(outcomes, on: connection), tls: connection.tlsVersion)
                     await cache.park(connection)
                     return result
                 } catch let failure as HostFailure {
-                    lastFailure = failure.reply
-                    lastRelay = "\(host.name)[\(address)]:\(host.port)"
+                    let relay = "\(host.name)[\(address)]:\(host.port)"
+                    lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure, at: relay))
                     let (security, _) = self.security(for: route.kind, key: key)
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
                         tlsFailures.remember(key)
-                        log("\(job.queueID): TLS handshake with \(lastRelay!) failed (\(failure.reply)); retrying in plaintext")
+                        log("\(job.queueID): TLS handshake with \(relay) failed (\(failure.reply)); retrying in plaintext")
                         if let (connection, outcomes) = try? await transact(transaction, content: content, host: host, address: address, kind: route.kind) {
-                            let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false)
+                            let result = Result(report: Self.report(outcomes, on: connection))
                             await cache.park(connection)
                             return result
                         }
                     }
                 } catch {
-                    lastFailure = SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(error)")
+                    lastFailure = .localError(LocalError(status: EnhancedStatusCode(4, 4, 0), description: "\(error)"))
                 }
             }
         }
-        let deferred = RecipientOutcome.deferred(lastFailure.isPositive || lastFailure.isPermanentFailure
-            ? SMTPReply(451, lastFailure.enhancedCode.map { EnhancedStatusCode(4, $0.subject, $0.detail) }, lastFailure.lines)
-            : lastFailure)
-        return Result(outcomes: Array(repeating: deferred, count: job.recipients.count), relay: lastRelay, remoteSupportsDSN: false)
+        return Result(report: .noHost(lastFailure))
+    }
+
+    /// The relay's own error at a host, naming the host once: `mx.example[192.0.2.1]:25: TLS is required, …`.
+    private static func localError(_ failure: HostFailure, at relay: String) -> LocalError {
+        var error = LocalError(failure.reply)
+        if !error.description.contains(relay) { error.description = "\(relay): \(error.description)" }
+        return error
+    }
+
+    private static func report(_ outcomes: [RecipientOutcome], on connection: OutboundConnection) -> AttemptReport {
+        .transaction(outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false)
     }
 
     /// A transaction on a cached connection when there is one (retried once on a fresh connection if the

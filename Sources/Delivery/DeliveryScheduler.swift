@@ -41,7 +41,11 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let attempts: NIOLockedValueBox<DeliveryAttempt>
     private let resolver: any DNSResolving
     private let tlsFailures = TLSFailureMemory()
-    private let notifications: NotificationFactory
+    private let policy: DeliveryPolicy
+    /// How the notifications the policy asks for are made: this relay's name, their lifetime in the queue.
+    private let notification: SenderNotification
+    /// When the feeder last made the notifications that wait for nothing any more (``QueueStore/sendDueNotices(now:gatheredBefore:)``).
+    private let lastNoticeSweep = NIOLockedValueBox(ContinuousClock.now)
     /// The queue's writer: results share transactions (and fsyncs) with each other and with arrivals.
     private let committer: GroupCommitter
 
@@ -57,7 +61,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         self.dispatcher = JobDispatcher(capacity: settings.workers * 2, maximumPerDomain: settings.maximumConnectionsPerDomain)
         self.resolver = resolver
         self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
-        self.notifications = NotificationFactory(hostname: settings.hostname, lifetime: settings.maximumQueueLifetime)
+        self.policy = DeliveryPolicy(retry: settings.retry, delayWarning: settings.delayWarning)
+        self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: Self.seconds(settings.maximumQueueLifetime))
         committer.attach(self)
     }
 
@@ -150,6 +155,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// Claims due work whenever the dispatcher has room; sleeps until the next recipient falls due.
     private func feed() async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await sendDueNotices()
             let room = dispatcher.room
             if room == 0 {
                 if await isStopping() { return }
@@ -211,102 +217,100 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         let result = await attempt.run(job, content: content)
         let elapsed = (ContinuousClock.now - started).components
         DeliveryMetrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-        if Task.isCancelled, result.outcomes.allSatisfy({ if case .deferred = $0 { true } else { false } }) {
+        if Task.isCancelled, Self.isCutShort(result.report) {
             // Shutdown cut the attempt short: give the recipients back rather than count a failure.
             try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date())
             return
         }
-        await record(result, for: job, content: content)
+        await record(result, for: job)
     }
 
-    /// Turns outcomes into queue state, notifications and log lines, and writes them in one transaction.
-    private func record(_ result: DeliveryAttempt.Result, for job: DeliveryJob, content: StoredContent) async {
+    /// Decides what the attempt means (``DeliveryPolicy``), logs it, and writes it in one transaction with
+    /// the notifications it completes.
+    private func record(_ result: DeliveryAttempt.Result, for job: DeliveryJob) async {
         let now = Date()
-        var results: [RecipientResult] = []
-        var failures: [RecipientDeliveryStatus] = []
-        var delays: [RecipientDeliveryStatus] = []
-        var relayed: [RecipientDeliveryStatus] = []
-        let isExpired = now >= job.expiresAt
-        let warnDelay = settings.delayWarning > .zero && job.delayWarnedAt == nil && !job.isNotification
-            && now.timeIntervalSince(job.arrivedAt) >= TimeInterval(settings.delayWarning.components.seconds)
+        let decision = policy.decide(result.report, for: job, now: now, random: Double.random(in: 0..<1))
+        log(decision, for: job, result: result, now: now)
+        await write(decision, for: job, now: now)
+    }
 
-        for (recipient, outcome) in zip(job.recipients, result.outcomes) {
-            let attempts = recipient.attempts + 1
-            var reply = outcome.reply
-            let isRemote = result.relay != nil && reply.enhancedCode?.subject != 4 || result.relay != nil
-            let disposition: RecipientResult.Disposition
-            let status: String
-            switch outcome {
-            case .delivered:
-                disposition = .delivered
-                status = "sent"
-                if recipient.notify?.contains(.success) == true && !result.remoteSupportsDSN {
-                    // RFC 3461 §5.2.2: the next hop does not speak DSN, so we report "relayed" ourselves.
-                    relayed.append(NotificationFactory.status(for: recipient, action: .relayed, reply: reply, relay: result.relay, isRemoteReply: true, attemptedAt: now))
-                }
-            case .failed:
-                disposition = .failed
-                status = "bounced"
-                if recipient.notify.map({ $0.contains(.failure) }) ?? true {
-                    failures.append(NotificationFactory.status(for: recipient, action: .failed, reply: reply, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now))
-                }
-            case .deferred:
-                if isExpired {
-                    // RFC 3463 4.4.7: the message stayed in the queue too long.
-                    let last = reply
-                    reply = SMTPReply(550, EnhancedStatusCode(4, 4, 7), "Message expired in the queue after \(attempts) attempts; last error: \(last)")
-                    disposition = .failed
-                    status = "expired"
-                    if recipient.notify.map({ $0.contains(.failure) }) ?? true {
-                        var entry = NotificationFactory.status(for: recipient, action: .failed, reply: last, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now)
-                        entry.status = EnhancedStatusCode(4, 4, 7)
-                        failures.append(entry)
-                    }
-                } else {
-                    disposition = .deferred(nextAttemptAt: now.addingTimeInterval(Self.seconds(settings.retry.delay(afterAttempts: attempts))))
-                    status = "deferred"
-                    if warnDelay && (recipient.notify.map { $0.contains(.delay) } ?? true) {
-                        delays.append(NotificationFactory.status(for: recipient, action: .delayed, reply: reply, relay: result.relay, isRemoteReply: isRemote, attemptedAt: now, retryUntil: job.expiresAt))
-                    }
-                }
+    /// One line per recipient: `ID: to=<bob@x.test>, relay=mx.x.test[192.0.2.1]:25, delay=0.1, attempts=1, dsn=2.0.0, status=sent (250 Ok)`.
+    private func log(_ decision: DeliveryDecision, for job: DeliveryJob, result: DeliveryAttempt.Result, now: Date) {
+        for entry in decision.recipients {
+            DeliveryMetrics.attempt(entry.outcome.logStatus)
+            guard logger.logLevel <= .info else { continue }
+            let attempts = entry.recipient.attempts + 1
+            let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
+            var relay = "none", text = entry.result.text
+            switch entry.result {
+            case .reply(_, let from): relay = from
+            case .localError: text = "local error: " + text
             }
-            results.append(RecipientResult(recipientID: recipient.id, disposition: disposition, reply: "\(reply)", relay: result.relay, attemptedAt: now))
-            DeliveryMetrics.attempt(status)
-            if logger.logLevel <= .info {
-                let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
-                let dsn = reply.enhancedCode?.description ?? "\(reply.code / 100).0.0"
-                let tls = result.tls.map { ", tls=\($0)" } ?? ""
-                logger.info("\(job.queueID): to=<\(recipient.address)>, relay=\(result.relay ?? "none"), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(dsn), status=\(status) (\(reply))")
-            }
+            if entry.outcome == .expired { text = "expired after \(attempts) attempts; last: " + text }
+            let tls = result.tls.map { ", tls=\($0)" } ?? ""
+            logger.info("\(job.queueID): to=<\(entry.recipient.address)>, relay=\(relay), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(entry.status), status=\(entry.outcome.logStatus) (\(text))")
         }
+        if job.isNotification, decision.recipients.contains(where: { $0.outcome == .failed || $0.outcome == .expired }) {
+            logger.info("\(job.queueID): a notification could not be delivered; it is discarded (no bounce of a bounce)")
+        }
+    }
 
-        var notices: [IncomingMessage] = []
-        if !failures.isEmpty || !delays.isEmpty || !relayed.isEmpty {
-            if job.isNotification {
-                if !failures.isEmpty {
-                    logger.info("\(job.queueID): a notification could not be delivered; it is discarded (no bounce of a bounce)")
-                }
-            } else if let original = try? await NotificationFactory.text(of: content) {
-                for statuses in [failures, delays, relayed] where !statuses.isEmpty {
-                    if let notice = notifications.make(for: job, statuses: statuses, original: original, now: now) {
-                        notices.append(notice)
-                        DeliveryMetrics.notification(statuses[0].action == .failed ? "failure" : statuses[0].action == .delayed ? "delay" : "success")
-                        logger.info("\(job.queueID): sender notification \(notice.queueID): \(statuses[0].action.rawValue)")
-                    }
-                }
-            }
-        }
+    private func write(_ decision: DeliveryDecision, for job: DeliveryJob, now: Date) async {
         do {
-            let removed = try await committer.record(QueueStore.JobRecord(
-                results: results, messageID: job.messageID, queueID: job.queueID, notifications: notices, markDelayWarned: delays.isEmpty ? nil : now
+            let outcome = try await committer.record(QueueStore.JobRecord(
+                results: decision.results(attemptedAt: now), messageID: job.messageID, queueID: job.queueID,
+                notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil
             ))
-            if removed { logger.info("\(job.queueID): removed") }
+            log(outcome.notifications)
+            if outcome.isRemoved { logger.info("\(job.queueID): removed") }
             // New notifications are due now, and a deferral may be due before the feeder's next look.
-            if !notices.isEmpty || results.contains(where: { if case .deferred = $0.disposition { true } else { false } }) {
+            if !outcome.notifications.isEmpty || decision.hasDeferrals {
                 doorbell.ring()
             }
         } catch {
             logger.error("\(job.queueID): cannot record delivery results; the lease will run out and the recipients be retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// `ID: sender non-delivery notification: NOTICE-ID`, and the delay and delivery kinds.
+    private func log(_ notifications: [QueueStore.MadeNotification]) {
+        for made in notifications {
+            let (kind, label) = switch made.kind {
+            case .failure: ("non-delivery", "failure")
+            case .delay: ("delay", "delay")
+            case .success: ("delivery", "success")
+            }
+            DeliveryMetrics.notification(label)
+            logger.info("\(made.reportedQueueID): sender \(kind) notification: \(made.queueID)")
+        }
+    }
+
+    /// At most once a second: makes the notifications whose round has ended without a result to make them
+    /// (a crash, a shutdown), or that have waited longer than ``DeliverySettings/noticeGathering``.
+    private func sendDueNotices() async {
+        let now = ContinuousClock.now
+        let isDue = lastNoticeSweep.withLockedValue { last in
+            guard now - last >= .seconds(1) else { return false }
+            last = now
+            return true
+        }
+        guard isDue else { return }
+        do {
+            let date = Date()
+            let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-Self.seconds(settings.noticeGathering)))
+            log(made)
+            if !made.isEmpty { doorbell.ring() }
+        } catch {
+            logger.error("cannot make the pending sender notifications; they wait for the next look", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Shutdown cancelled the attempt before anything final came of it: every recipient would be deferred.
+    private static func isCutShort(_ report: AttemptReport) -> Bool {
+        switch report {
+        case .transaction(let outcomes, _, _): outcomes.allSatisfy { if case .deferred = $0 { true } else { false } }
+        case .noRoute(let error), .noHost(.localError(let error)): !error.isPermanent
+        case .noHost(.reply): true
         }
     }
 

@@ -32,6 +32,9 @@ public struct DeliverySettings: Sendable {
     /// retry|release` writes from another process, which cannot ring the scheduler: it is seen within this.
     /// A look at an idle queue is one empty claim (no write, no fsync) and one indexed read.
     public var idlePoll: Duration = .seconds(1)
+    /// The longest a sender notification waits for the other jobs of its message in this round, so that one
+    /// notification lists every recipient found failed (or delayed) together (RFC 3464 §2).
+    public var noticeGathering: Duration = .seconds(60)
 
     public init(_ configuration: PetrelConfiguration) {
         let delivery = configuration.delivery

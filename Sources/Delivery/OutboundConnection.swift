@@ -28,18 +28,21 @@ public struct ClientTimeouts: Sendable, Hashable {
     }
 }
 
-/// Why a host could not take a message: the reply the log and the DSN will show. Connection failures
-/// become local `4.4.1`/`4.4.2` replies, as Postfix reports them.
+/// Why a host could not take a message: the server's reply, or a local error (connection failures as
+/// `4.4.1`/`4.4.2`, TLS as `4.7.x`) carried in a reply the relay made up; ``isRemoteReply`` tells which.
 public struct HostFailure: Error, Sendable {
     public var reply: SMTPReply
+    /// `true` when the server itself said ``reply``; otherwise no server answered and the reply is ours.
+    public var isRemoteReply: Bool
     /// `true` when the connection died before the server said anything about this transaction: a cached
     /// connection that the server had closed, worth one more try on a fresh connection.
     public var isStaleConnection: Bool
     /// `true` when the TLS handshake failed: under opportunistic TLS the next try goes in plaintext.
     public var isTLSFailure: Bool
 
-    init(_ reply: SMTPReply, isStaleConnection: Bool = false, isTLSFailure: Bool = false) {
+    init(_ reply: SMTPReply, isRemoteReply: Bool = false, isStaleConnection: Bool = false, isTLSFailure: Bool = false) {
         self.reply = reply
+        self.isRemoteReply = isRemoteReply
         self.isStaleConnection = isStaleConnection
         self.isTLSFailure = isTLSFailure
     }
@@ -127,8 +130,9 @@ final class OutboundConnection: @unchecked Sendable {
             case .ready:
                 return connection
             case .hostFailed(let reply):
+                let isRemoteReply = !connection.session.isHostFailureLocal
                 await connection.quit()
-                throw HostFailure(reply)
+                throw HostFailure(reply, isRemoteReply: isRemoteReply)
             default:
                 await connection.close()
                 throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): unexpected state after greeting"))
@@ -148,8 +152,9 @@ final class OutboundConnection: @unchecked Sendable {
             case .finished(let outcomes):
                 return outcomes
             case .hostFailed(let reply):
+                let isRemoteReply = !session.isHostFailureLocal
                 await quit()
-                throw HostFailure(reply)
+                throw HostFailure(reply, isRemoteReply: isRemoteReply)
             default:
                 isBroken = true
                 throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): protocol error"))

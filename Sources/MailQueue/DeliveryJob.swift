@@ -87,18 +87,21 @@ public struct RecipientResult: Sendable, Hashable {
 
     public var recipientID: Int64
     public var disposition: Disposition
-    /// The reply as an operator reads it: `550 5.1.1 User unknown`.
-    public var reply: String
-    /// `host[ip]:port`, when a server was reached.
-    public var relay: String?
+    /// What the attempt ended with: a server's reply (`last_reply` from `last_relay`) or a local error
+    /// (`last_error`), as `petrel queue show` prints it.
+    public var result: AttemptResult
     public var attemptedAt: Date
+    /// What the sender is to be told of this result, if anything. It waits as a pending notice until the
+    /// message's notification is made (see ``QueueStore/recordResults(_:in:)``).
+    public var notice: RecipientDeliveryStatus?
 
-    public init(recipientID: Int64, disposition: Disposition, reply: String, relay: String?, attemptedAt: Date) {
+    public init(recipientID: Int64, disposition: Disposition, result: AttemptResult, attemptedAt: Date,
+                notice: RecipientDeliveryStatus? = nil) {
         self.recipientID = recipientID
         self.disposition = disposition
-        self.reply = reply
-        self.relay = relay
+        self.result = result
         self.attemptedAt = attemptedAt
+        self.notice = notice
     }
 }
 

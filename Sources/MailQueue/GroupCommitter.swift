@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// server say `250`. With a ``DeliveryHandoff`` attached, the messages it has room for are stored leased to
 /// it and handed over after the commit.
 public final class GroupCommitter: Service, Sendable {
-    public typealias Closed = BatchedWriter<Request, Bool>.Closed
+    public typealias Closed = BatchedWriter<Request, QueueStore.RecordOutcome?>.Closed
 
     /// One write: a message to accept, or one delivery job's results.
     public enum Request: Sendable {
@@ -24,7 +24,7 @@ public final class GroupCommitter: Service, Sendable {
     public let store: QueueStore
     /// `petrel_group_commit_batch_size`: messages accepted per commit (one fsync each).
     private static let batchSizes = Recorder(label: "petrel_group_commit_batch_size", aggregate: true)
-    private let writer: BatchedWriter<Request, Bool>
+    private let writer: BatchedWriter<Request, QueueStore.RecordOutcome?>
     private let handoff = NIOLockedValueBox<(any DeliveryHandoff)?>(nil)
     private let logger: Logger
 
@@ -59,14 +59,16 @@ public final class GroupCommitter: Service, Sendable {
         }
     }
 
-    /// Writes one job's results (see ``QueueStore/recordResults(_:)``). Returns whether the message left the queue.
-    public func record(_ record: QueueStore.JobRecord) async throws -> Bool {
-        try await writer.submit(.results(record))
+    /// Writes one job's results (see ``QueueStore/recordResults(_:)``). Returns whether the message left the
+    /// queue and the notifications the results completed.
+    public func record(_ record: QueueStore.JobRecord) async throws -> QueueStore.RecordOutcome {
+        try await writer.submit(.results(record))!
     }
 
-    /// Writes a batch in one transaction. Returns each request's answer (for results: whether the message
-    /// left the queue) and the number of messages accepted.
-    private static func write(_ requests: [Request], to store: QueueStore, handoff: (any DeliveryHandoff)?) async throws -> ([Bool], Int) {
+    /// Writes a batch in one transaction. Returns each request's answer (for results: what they did to the
+    /// message; `nil` for an arrival) and the number of messages accepted.
+    private static func write(_ requests: [Request], to store: QueueStore, handoff: (any DeliveryHandoff)?)
+        async throws -> ([QueueStore.RecordOutcome?], Int) {
         let arrivals = requests.compactMap { request -> IncomingMessage? in
             if case .arrival(let message) = request { message } else { nil }
         }
@@ -92,10 +94,10 @@ public final class GroupCommitter: Service, Sendable {
         if !arrivals.isEmpty {
             handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
         }
-        var outcomes = removed.map(\.isRemoved).makeIterator()
-        let answers = requests.map { request in
+        var outcomes = removed.makeIterator()
+        let answers = requests.map { request -> QueueStore.RecordOutcome? in
             if case .results = request { return outcomes.next()! }
-            return true
+            return nil
         }
         return (answers, arrivals.count)
     }

@@ -329,14 +329,15 @@ extension QueueStore {
 
     // MARK: - Pieces
 
-    /// Fails the recipients now with the operator's reply and queues one bounce for those whose NOTIFY
+    /// Fails the recipients now with the operator's reply (stored as a local result: no server said it) and queues one bounce for those whose NOTIFY
     /// asks for it. Returns the bounce's queue id, `nil` when none is sent (a message with the null reverse
     /// path is never answered).
     @discardableResult
     func bounce(_ recipients: [Row], of message: Row, reason: String?, notification: SenderNotification, now: Date, in db: Database) throws -> String? {
         let reply = Self.operatorBounceReply(reason: reason)
         let statement = try db.cachedStatement(sql: """
-            UPDATE recipient SET state = 'failed', last_reply = ?, next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL
+            UPDATE recipient SET state = 'failed', last_error = ?, last_reply = NULL, last_relay = NULL, next_attempt_at = ?,
+                lease_owner = NULL, lease_expires_at = NULL
             WHERE id = ?
             """)
         for recipient in recipients {
@@ -374,7 +375,7 @@ extension QueueStore {
 
     /// The stored message for a notification: trace headers, then the text, or only as much of a spooled
     /// text as its header section needs.
-    private func originalText(messageID: Int64, headersOnly: Bool, in db: Database) throws -> ByteBuffer {
+    func originalText(messageID: Int64, headersOnly: Bool, in db: Database) throws -> ByteBuffer {
         guard let row = try Row.fetchOne(db, sql: """
             SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
             """, arguments: [messageID]) else { return ByteBuffer() }
@@ -403,6 +404,7 @@ extension QueueStore {
         guard pending == 0, let row = try Row.fetchOne(db, sql: "SELECT spool_file FROM message WHERE id = ?", arguments: [messageID]) else {
             return (false, nil)
         }
+        _ = try sendPendingNotices(messageID: messageID, now: Date(), in: db)
         try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [messageID])
         return (true, row["spool_file"])
     }

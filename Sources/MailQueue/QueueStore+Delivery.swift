@@ -86,8 +86,8 @@ extension QueueStore {
         return .inline(buffer)
     }
 
-    /// What one attempt at one job wrote back: its recipients' results, the notifications they cause, and
-    /// the delay warning it sent, if any.
+    /// What one attempt at one job wrote back: its recipients' results, with what the sender is to be told
+    /// of them, and the delay warning it sent, if any.
     public struct JobRecord: Sendable {
         public var results: [RecipientResult]
         public var messageID: Int64
@@ -95,52 +95,62 @@ extension QueueStore {
         /// message. SQLite gives the row id of a deleted last row to the next insert, so a job whose lease ran
         /// out and whose message an operator deleted meanwhile must not write over (or delete) a new message.
         public var queueID: String?
-        public var notifications: [IncomingMessage]
+        /// How the notification for the results' notices is made (this relay's name, its lifetime); needed
+        /// when a result has a notice.
+        public var notification: SenderNotification?
         public var markDelayWarned: Date?
 
-        public init(results: [RecipientResult], messageID: Int64, queueID: String? = nil, notifications: [IncomingMessage],
+        public init(results: [RecipientResult], messageID: Int64, queueID: String? = nil, notification: SenderNotification? = nil,
                     markDelayWarned: Date? = nil) {
+            precondition(notification != nil || results.allSatisfy { $0.notice == nil }, "a notice needs a SenderNotification")
             self.results = results
             self.messageID = messageID
             self.queueID = queueID
-            self.notifications = notifications
+            self.notification = notification
             self.markDelayWarned = markDelayWarned
         }
     }
 
-    /// Writes one job's results, the notifications they cause, and removes the message once every recipient
-    /// is final — all in one transaction, so a crash leaves either the old state (and the lease runs out) or
-    /// the new one. Returns whether the message left the queue.
+    /// Writes one job's results, the notifications they complete, and removes the message once every
+    /// recipient is final — all in one transaction, so a crash leaves either the old state (and the lease
+    /// runs out) or the new one.
     @discardableResult
     public func recordResults(
-        _ results: [RecipientResult], messageID: Int64, notifications: [IncomingMessage], markDelayWarned: Date? = nil
-    ) async throws -> Bool {
-        try await recordResults([JobRecord(results: results, messageID: messageID, notifications: notifications, markDelayWarned: markDelayWarned)])[0]
+        _ results: [RecipientResult], messageID: Int64, notification: SenderNotification? = nil, markDelayWarned: Date? = nil
+    ) async throws -> RecordOutcome {
+        try await recordResults([JobRecord(results: results, messageID: messageID, notification: notification, markDelayWarned: markDelayWarned)])[0]
     }
 
     /// What writing one job's record did to its message.
     public struct RecordOutcome: Sendable {
         public var isRemoved: Bool
+        /// The notifications to the sender that this record completed (see ``sendPendingNotices(messageID:now:in:)``).
+        public var notifications: [MadeNotification] = []
         /// The removed message's spool file, to delete once the transaction has committed.
         var spoolFile: String?
     }
 
-    /// Writes many jobs' records in one transaction. Returns, per record, whether its message left the queue.
-    public func recordResults(_ records: [JobRecord]) async throws -> [Bool] {
+    /// Writes many jobs' records in one transaction. Returns, per record, what it did to its message.
+    public func recordResults(_ records: [JobRecord]) async throws -> [RecordOutcome] {
         let outcomes = try await pool.write { db in try self.recordResults(records, in: db) }
         removeSpoolFiles(of: outcomes)
-        return outcomes.map(\.isRemoved)
+        return outcomes
     }
 
     /// Writes many jobs' records inside the caller's transaction (the group commit). Call
     /// ``removeSpoolFiles(of:)`` after the commit.
+    ///
+    /// A result with a notice is kept as a pending notice in the same transaction. The message's
+    /// notification is made from all of its pending notices when this record leaves none of its other
+    /// recipients in delivery (no other job of the message is in flight for this round), or settles its
+    /// last open recipient: one notification per message for the results found together (RFC 3464 §2),
+    /// whichever domains they were at.
     public func recordResults(_ records: [JobRecord], in db: Database) throws -> [RecordOutcome] {
         guard !records.isEmpty else { return [] }
         // An operator's delete or bounce waiting for an attempt is rare: one look per batch.
         let hasPendingActions = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_action)")) ?? false
         return try records.map { record in
-            let (isRemoved, spoolFile) = try self.record(record, hasPendingActions: hasPendingActions, in: db)
-            return RecordOutcome(isRemoved: isRemoved, spoolFile: spoolFile)
+            try self.record(record, hasPendingActions: hasPendingActions, now: Date(), in: db)
         }
     }
 
@@ -149,35 +159,61 @@ extension QueueStore {
         removeSpoolFiles(outcomes.compactMap(\.spoolFile))
     }
 
-    private func record(_ record: JobRecord, hasPendingActions: Bool, in db: Database) throws -> (Bool, String?) {
+    private func record(_ record: JobRecord, hasPendingActions: Bool, now: Date, in db: Database) throws -> RecordOutcome {
         if let queueID = record.queueID {
             let isSameMessage = try Bool.fetchOne(
                 db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM message WHERE id = ? AND queue_id = ?)"),
                 arguments: [record.messageID, queueID]) ?? false
             // The message left the queue while this attempt ran (an operator deleted it after its lease ran
             // out): nothing of it is left to record, and its row id may already name another message.
-            guard isSameMessage else { return (false, nil) }
-        }
-        for notification in record.notifications {
-            try insert(notification, in: db)
+            guard isSameMessage else { return RecordOutcome(isRemoved: false) }
         }
         let isFinal = record.results.allSatisfy { if case .deferred = $0.disposition { false } else { true } }
-        if isFinal && !hasPendingActions {
+        let hasNotices = record.results.contains { $0.notice != nil }
+        let isQuiet = !hasPendingActions && !hasNotices
+        if isFinal, isQuiet, try !hasPendingNotices(messageID: record.messageID, in: db) {
             // The common case: this attempt settled every recipient the message still had open. The message
             // goes at once (its recipients with it) rather than after one update per recipient.
             let open = try Int64.fetchSet(
                 db.cachedStatement(sql: "SELECT id FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
                 arguments: [record.messageID])
             if open.isSubset(of: record.results.map(\.recipientID)) {
-                return (true, try removeMessage(record.messageID, in: db))
+                return RecordOutcome(isRemoved: true, spoolFile: try removeMessage(record.messageID, in: db))
             }
         }
+        try write(record.results, in: db)
+        if let notification = record.notification {
+            try keepNotices(of: record.results, messageID: record.messageID, notification: notification, now: now, in: db)
+        }
+        if hasPendingActions {
+            // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
+            try applyPendingActions(recipientIDs: record.results.map(\.recipientID), now: now, in: db)
+        }
+        if let markDelayWarned = record.markDelayWarned {
+            try db.cachedStatement(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?")
+                .execute(arguments: [markDelayWarned.unixMilliseconds, record.messageID])
+        }
+        let pending = try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
+            arguments: [record.messageID]) ?? 0
+        var notifications: [MadeNotification] = []
+        // The round is over for the message when none of its other jobs is in flight: its notices go now.
+        if try hasNotices || hasPendingNotices(messageID: record.messageID, in: db),
+           try pending == 0 || !hasRecipientsInDelivery(messageID: record.messageID, now: now, in: db) {
+            notifications = try sendPendingNotices(messageID: record.messageID, now: now, in: db)
+        }
+        guard pending == 0 else { return RecordOutcome(isRemoved: false, notifications: notifications) }
+        return RecordOutcome(isRemoved: true, notifications: notifications, spoolFile: try removeMessage(record.messageID, in: db))
+    }
+
+    /// Each recipient's new state and last result: a reply with its relay, or a local error with neither.
+    private func write(_ results: [RecipientResult], in db: Database) throws {
         let statement = try db.cachedStatement(sql: """
             UPDATE recipient SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?,
-                last_reply = ?, last_relay = COALESCE(?, last_relay), lease_owner = NULL, lease_expires_at = NULL
+                last_reply = ?, last_relay = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
             WHERE id = ?
             """)
-        for result in record.results {
+        for result in results {
             let state: String
             var nextAttempt = result.attemptedAt.unixMilliseconds
             switch result.disposition {
@@ -187,21 +223,13 @@ extension QueueStore {
                 state = "deferred"
                 nextAttempt = next.unixMilliseconds
             }
-            try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, result.reply, result.relay, result.recipientID])
+            var reply: String?, relay: String?, error: String?
+            switch result.result {
+            case .reply(let text, let from): (reply, relay) = ("\(text)", from)
+            case .localError(let local): error = local.description
+            }
+            try statement.execute(arguments: [state, nextAttempt, result.attemptedAt.unixMilliseconds, reply, relay, error, result.recipientID])
         }
-        if hasPendingActions {
-            // An operator's delete or bounce that waited for this attempt (see `perform(_:on:now:report:)`).
-            try applyPendingActions(recipientIDs: record.results.map(\.recipientID), now: Date(), in: db)
-        }
-        if let markDelayWarned = record.markDelayWarned {
-            try db.cachedStatement(sql: "UPDATE message SET delay_warned_at = ? WHERE id = ?")
-                .execute(arguments: [markDelayWarned.unixMilliseconds, record.messageID])
-        }
-        let pending = try Int.fetchOne(
-            db.cachedStatement(sql: "SELECT count(*) FROM recipient WHERE message_id = ? AND state IN ('queued', 'deferred')"),
-            arguments: [record.messageID]) ?? 0
-        guard pending == 0 else { return (false, nil) }
-        return (true, try removeMessage(record.messageID, in: db))
     }
 
     /// Deletes a message with its text and recipients; returns its spool file's name, for removal after the commit.

@@ -129,9 +129,11 @@ extension QueueStore {
                 SELECT domain, count(*) AS n FROM recipient WHERE state = 'deferred'
                 GROUP BY domain ORDER BY n DESC, domain LIMIT ?
                 """, arguments: [top]).map { QueueStatistics.DomainCount(domain: $0["domain"], recipients: $0["n"]) }
+            // A local error is counted under its own words, marked so that it never reads as a server's reply.
             let errors = try Row.fetchAll(db, sql: """
-                SELECT last_reply, count(*) AS n FROM recipient WHERE state = 'deferred' AND last_reply IS NOT NULL
-                GROUP BY last_reply ORDER BY n DESC, last_reply LIMIT ?
+                SELECT coalesce(last_reply, '(local) ' || last_error) AS last_reply, count(*) AS n FROM recipient
+                WHERE state = 'deferred' AND (last_reply IS NOT NULL OR last_error IS NOT NULL)
+                GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?
                 """, arguments: [top]).map { QueueStatistics.ErrorCount(lastReply: $0["last_reply"], recipients: $0["n"]) }
             let oldest = try Row.fetchOne(db, sql: "SELECT queue_id, arrived_at FROM message ORDER BY arrived_at, id LIMIT 1").map { row in
                 let arrivedAt: Int64 = row["arrived_at"]

@@ -12,8 +12,12 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
         public var attempts: Int
         public var nextAttemptAt: Date
         public var lastAttemptAt: Date?
+        /// The last attempt's result when a server gave it: its reply, from `lastRelay` (`host[ip]:port`).
         public var lastReply: String?
         public var lastRelay: String?
+        /// The last attempt's result when no server answered: the relay's own error (connection refused,
+        /// a timeout, DNS, TLS). Never set together with `lastReply`.
+        public var lastError: String?
         /// Leased by the delivery engine: an attempt is under way (or was, until its lease runs out).
         public var isInDelivery: Bool = false
         /// An operator's `delete` or `bounce` that waits for the attempt under way to end.
@@ -27,6 +31,7 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
             case lastAttemptAt = "last_attempt_at"
             case lastReply = "last_reply"
             case lastRelay = "last_relay"
+            case lastError = "last_error"
             case isInDelivery = "in_delivery"
             case pendingAction = "pending_action"
         }
@@ -43,6 +48,7 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
             try container.encode(lastAttemptAt, forKey: .lastAttemptAt)
             try container.encode(lastReply, forKey: .lastReply)
             try container.encode(lastRelay, forKey: .lastRelay)
+            try container.encode(lastError, forKey: .lastError)
             try container.encode(isInDelivery, forKey: .isInDelivery)
             try container.encode(pendingAction, forKey: .pendingAction)
         }
@@ -133,6 +139,7 @@ public struct QueuedMessage: Codable, Sendable, Equatable {
                 lastAttemptAt: (row["last_attempt_at"] as Int64?).map(Date.init(unixMilliseconds:)),
                 lastReply: row["last_reply"],
                 lastRelay: row["last_relay"],
+                lastError: row["last_error"],
                 isInDelivery: row["lease_owner"] as String? != nil && (row["lease_expires_at"] as Int64? ?? 0) > nowMS,
                 pendingAction: row["pending_action"]
             )

@@ -6,13 +6,16 @@ import SMTPProtocol
 /// path of the message it reports on. It has the null reverse path (RFC 5321 §4.5.5), so that it can
 /// never itself be bounced.
 ///
-/// The delivery engine's bounces, delay warnings and "relayed" notices (`NotificationFactory`) and the
-/// operator's bounces (``QueueStore/perform(_:on:requestedBy:now:report:)``) are all made here.
+/// The delivery engine's bounces, delay warnings and "relayed" notices (made from the pending notices of
+/// a message, ``QueueStore/sendPendingNotices(messageID:now:in:)``) and the operator's bounces
+/// (``QueueStore/perform(_:on:requestedBy:now:report:)``) are all made here.
 public struct SenderNotification: Sendable, Equatable {
     /// This relay's host name: the reporting MTA and the domain of `MAILER-DAEMON@…`.
     public var reportingMTA: String
     /// How long the notification may stay in the queue.
     public var lifetime: TimeInterval
+    /// Above this many octets, RET=FULL returns only the header section.
+    public static let fullReturnLimit = 10 * 1024 * 1024
 
     public init(reportingMTA: String, lifetime: TimeInterval) {
         self.reportingMTA = reportingMTA

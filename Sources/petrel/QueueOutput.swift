@@ -63,8 +63,8 @@ enum QueueOutput {
                 + String(repeating: " ", count: max(0, 8 - size.count)) + size + "  "
                 + next.padding(toLength: max(next.count, 20), withPad: " ", startingAt: 0) + "  "
                 + "<\(message.sender)> -> \(shown)"
-            let lastError = pending.filter { $0.lastReply != nil }.max { ($0.lastAttemptAt ?? .distantPast) < ($1.lastAttemptAt ?? .distantPast) }?.lastReply
-            if let lastError { line += "  " + cut(lastError, to: 60) }
+            let last = pending.filter { lastResult(of: $0) != nil }.max { ($0.lastAttemptAt ?? .distantPast) < ($1.lastAttemptAt ?? .distantPast) }
+            if let last, let text = lastResult(of: last) { line += "  " + cut(text, to: 60) }
             lines.append(line)
         }
         var footer = "-- \(messages.count) message\(messages.count == 1 ? "" : "s")"
@@ -73,6 +73,11 @@ enum QueueOutput {
         }
         lines.append(footer)
         return lines.joined(separator: "\n")
+    }
+
+    /// A recipient's last result in the table: the reply, or the local error marked as such.
+    static func lastResult(of recipient: QueuedMessage.Recipient) -> String? {
+        recipient.lastError.map { "(local) \($0)" } ?? recipient.lastReply
     }
 
     /// One line of at most `length` characters: a longer text ends at the last word that fits, then `…`
@@ -113,7 +118,10 @@ enum QueueOutput {
             if let orcpt = recipient.originalRecipient { line += ", orcpt=\(orcpt)" }
             if let action = recipient.pendingAction { line += ", \(action) pending (when the attempt ends)" }
             lines.append(line)
-            if let reply = recipient.lastReply {
+            // A server's reply names the server; the relay's own error is never shown as a reply.
+            if let error = recipient.lastError {
+                lines.append("      last error (local): \(error)")
+            } else if let reply = recipient.lastReply {
                 lines.append("      last reply: \(reply)\(recipient.lastRelay.map { " (from \($0))" } ?? "")")
             }
         }

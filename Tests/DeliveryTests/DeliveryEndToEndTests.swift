@@ -72,7 +72,8 @@ struct DeliveryEndToEndTests {
         }
     }
 
-    @Test func bouncesNullMXAndNXDOMAINWithADSNToTheSender() async throws {
+    /// Two domains fail in one round (null MX, NXDOMAIN): one DSN for the message lists both (RFC 3464 §2).
+    @Test func bouncesNullMXAndNXDOMAINWithOneDSNToTheSender() async throws {
         let port = try Self.freePort()
         let senderMX = try await FakeSMTPServer(host: "127.0.0.5", port: port)
         defer { Task { await senderMX.stop() } }
@@ -83,21 +84,55 @@ struct DeliveryEndToEndTests {
         ])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@nullmx.test", "carol@nx.test"])
-            try await harness.waitUntil("two bounces at the sender's MX") { senderMX.messages.count == 2 }
-            for bounce in senderMX.messages {
-                #expect(bounce.mailFrom == "")
-                #expect(bounce.recipients == ["alice@sender.test"])
-                #expect(bounce.text.contains("Content-Type: multipart/report; report-type=delivery-status"))
-                #expect(bounce.text.contains("Content-Type: message/delivery-status"))
-                #expect(bounce.text.contains("Action: failed"))
-                #expect(bounce.text.contains("Subject: test"))  // the original headers come back
-            }
-            let texts = senderMX.messages.map(\.text).joined()
-            #expect(texts.contains("Final-Recipient: rfc822; bob@nullmx.test"))
-            #expect(texts.contains("Status: 5.1.10"))
-            #expect(texts.contains("Final-Recipient: rfc822; carol@nx.test"))
-            #expect(texts.contains("Status: 5.1.2"))
+            try await harness.waitUntil("the bounce at the sender's MX") { senderMX.messages.count >= 1 }
             try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(senderMX.messages.count == 1, "one DSN for the message, not one per domain")
+            let bounce = try #require(senderMX.messages.first)
+            #expect(bounce.mailFrom == "")
+            #expect(bounce.recipients == ["alice@sender.test"])
+            #expect(bounce.text.contains("Content-Type: multipart/report; report-type=delivery-status"))
+            #expect(bounce.text.contains("Subject: test"))  // the original headers come back
+            #expect(bounce.text.components(separatedBy: "Action: failed").count == 3)
+            #expect(bounce.text.contains("Final-Recipient: rfc822; bob@nullmx.test"))
+            #expect(bounce.text.contains("Status: 5.1.10"))
+            #expect(bounce.text.contains("Final-Recipient: rfc822; carol@nx.test"))
+            #expect(bounce.text.contains("Status: 5.1.2"))
+            // A DNS answer is the relay's own finding: no server is named, no reply is made up.
+            #expect(!bounce.text.contains("Remote-MTA"))
+            #expect(!bounce.text.contains("Diagnostic-Code: smtp;"))
+        }
+    }
+
+    /// Two domains refuse their recipients with 550 in one round, each at its own server: one DSN lists both.
+    @Test func twoDomainsFailingInOneRoundMakeOneDSN() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.recipientReply = { address, _ in "550 5.1.1 <\(address)>: User unknown" }
+        let first = try await FakeSMTPServer(host: "127.0.0.15", port: port, script: script)
+        let second = try await FakeSMTPServer(host: "127.0.0.16", port: port, script: script)
+        let senderMX = try await FakeSMTPServer(host: "127.0.0.17", port: port)
+        defer { Task { await first.stop(); await second.stop(); await senderMX.stop() } }
+        let dns = try DNSTestServer(records: [
+            .mx(domain: "one.test", preference: 10, exchange: "mx.one.test"), .a(host: "mx.one.test", address: "127.0.0.15"),
+            .mx(domain: "two.test", preference: 10, exchange: "mx.two.test"), .a(host: "mx.two.test", address: "127.0.0.16"),
+            .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.17"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["a@one.test", "b@two.test"])
+            try await harness.waitUntil("the bounce") { senderMX.messages.count >= 1 }
+            try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+            try await harness.waitUntil("the bounce to leave the queue") { try harness.store.messageCount() == 0 }
+            #expect(senderMX.messages.count == 1, "one DSN for the message, not one per domain")
+            let bounce = try #require(senderMX.messages.first).text
+            #expect(bounce.contains("Final-Recipient: rfc822; a@one.test"))
+            #expect(bounce.contains("Diagnostic-Code: smtp; 550 5.1.1 <a@one.test>: User unknown"))
+            #expect(bounce.contains("Remote-MTA: dns; mx.one.test"))
+            #expect(bounce.contains("Final-Recipient: rfc822; b@two.test"))
+            #expect(bounce.contains("Diagnostic-Code: smtp; 550 5.1.1 <b@two.test>: User unknown"))
+            #expect(bounce.contains("Remote-MTA: dns; mx.two.test"))
+            let pending = try await harness.store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM pending_notice") }
+            #expect(pending == 0)
         }
     }
 
@@ -184,11 +219,45 @@ struct DeliveryEndToEndTests {
             try await harness.waitUntil("the expiry bounce") { senderMX.messages.count == 1 }
             let bounce = senderMX.messages[0]
             #expect(bounce.mailFrom == "")
-            #expect(bounce.text.contains("Status: 4.4.7"))
+            // The relay gives up: a permanent status (RFC 3463 X.4.7), the server's last reply as the diagnostic.
+            #expect(bounce.text.contains("Status: 5.4.7"))
+            #expect(bounce.text.contains("Diagnostic-Code: smtp; 451 4.3.0 Temporary trouble"))
+            #expect(bounce.text.contains("Remote-MTA: dns; mx.down.test"))
             #expect(bounce.text.contains("Action: failed"))
             #expect(bounce.text.contains("Original-Recipient: rfc822; Bob@down.test"))
             #expect(bounce.text.contains("451 4.3.0 Temporary trouble"))
             try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
+        }
+    }
+
+    /// Nothing listens: the refused connection is the relay's own error, stored and reported as such, never
+    /// as a reply of the host that said nothing.
+    @Test func aRefusedConnectionIsALocalErrorInTheQueueAndTheDSN() async throws {
+        let port = try Self.freePort()
+        let senderMX = try await FakeSMTPServer(host: "127.0.0.19", port: port)
+        defer { Task { await senderMX.stop() } }
+        let dns = try DNSTestServer(records: [
+            .mx(domain: "refusing.test", preference: 10, exchange: "mx.refusing.test"), .a(host: "mx.refusing.test", address: "127.0.0.18"),
+            .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.19"),
+        ])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@refusing.test"])
+            try await harness.waitUntil("the deferral") { try harness.store.message(queueID: id)?.recipients.first?.state == "deferred" }
+            let deferred = try #require(try harness.store.message(queueID: id)?.recipients.first)
+            #expect(deferred.lastReply == nil)
+            #expect(deferred.lastRelay == nil)
+            let error = try #require(deferred.lastError)
+            #expect(error.contains("mx.refusing.test[127.0.0.18]:\(port)") && error.lowercased().contains("refused"), "\(error)")
+            try await harness.store.pool.write { db in
+                try db.execute(sql: "UPDATE message SET expires_at = 0 WHERE queue_id = ?", arguments: [id])
+            }
+            try await harness.waitUntil("the expiry bounce") { senderMX.messages.count == 1 }
+            let bounce = senderMX.messages[0].text
+            #expect(bounce.contains("Action: failed"))
+            #expect(bounce.contains("Status: 5.4.7"))
+            #expect(bounce.contains("Diagnostic-Code: X-Petrel; connect to mx.refusing.test[127.0.0.18]:\(port)"))
+            #expect(!bounce.contains("Remote-MTA"))
+            #expect(!bounce.contains("smtp; 451"))
         }
     }
 

@@ -482,6 +482,64 @@ def test_null_mx_and_nxdomain_are_bounced(lab):
     wait_until_gone(relay, missing_id)
 
 
+def test_one_message_failing_at_two_domains_gets_one_bounce_listing_both(lab):
+    refusal = "550 5.1.1 Recipient address rejected: User unknown"
+    first = lab.sink("127.0.0.3", "mx.one.test")
+    second = lab.sink("127.0.0.4", "mx.two.test")
+    first.rcpt_reply = second.rcpt_reply = lambda address, attempt: refusal
+    relay = lab.relay([mx("one.test", "mx.one.test", 10), a("mx.one.test", "127.0.0.3"),
+                       mx("two.test", "mx.two.test", 10), a("mx.two.test", "127.0.0.4")])
+
+    queue_id, subject = submit(relay, ["alice@one.test", "bob@two.test"])
+    wait_for_line(relay, queue_id, "bounced", to="alice@one.test")
+    wait_for_line(relay, queue_id, "bounced", to="bob@two.test")
+    wait_until_gone(relay, queue_id)
+    [bounce] = wait_for_messages(lab.sender_sink, 1, relay, timeout=WAIT)
+    time.sleep(1.0)
+    assert len(lab.sender_sink.snapshot()) == 1, "one DSN for the message, not one per domain"
+    assert bounce.mail_from == "" and bounce.recipients == [SENDER]
+    report = parse_report(bounce.data)
+    assert sorted(one_line(block["Final-Recipient"]) for block in report.recipients) == [
+        "rfc822; alice@one.test", "rfc822; bob@two.test"]
+    for address, host in (("alice@one.test", "mx.one.test"), ("bob@two.test", "mx.two.test")):
+        block = report.recipient(address)
+        assert one_line(block["Action"]) == "failed" and one_line(block["Status"]) == "5.1.1"
+        assert one_line(block["Diagnostic-Code"]) == f"smtp; {refusal}", block["Diagnostic-Code"]
+        assert one_line(block["Remote-MTA"]) == f"dns; {host}", block["Remote-MTA"]
+    assert subject in report.message.get_payload()[2].as_string()
+    notices = [line for line in relay.log_text().splitlines() if f"{queue_id}: sender non-delivery notification: " in line]
+    assert len(notices) == 1, notices
+
+
+def test_a_refused_connection_is_a_local_error_not_a_reply(lab):
+    # mx.dest.test is 127.0.0.3:P, where nothing listens. The host never said anything: queue show and the
+    # expiry DSN give the relay's own error, name no remote MTA and make up no SMTP reply.
+    relay = lab.relay(dest_records(("mx.dest.test", "127.0.0.3", 10)), delivery={"max_queue_lifetime": "3s"})
+
+    queue_id, subject = submit(relay, "user@dest.test")
+    deferred = wait_for_line(relay, queue_id, "deferred")
+    assert deferred.relay == "none", deferred.text
+    assert deferred.reply.startswith("local error: connect to mx.dest.test[127.0.0.3]"), deferred.text
+    shown = relay.queue_show(queue_id)
+    assert shown is not None, "a deferred message stays in the queue until it expires"
+    [recipient] = shown["recipients"]
+    assert recipient["last_reply"] is None and recipient["last_relay"] is None, recipient
+    assert f"mx.dest.test[127.0.0.3]:{lab.mx_port}" in recipient["last_error"], recipient
+    text = relay.cli("queue", "show", queue_id)
+    assert text.returncode == 0, text.stderr
+    assert "last error (local): connect to mx.dest.test[127.0.0.3]" in text.stdout, text.stdout
+    assert "last reply:" not in text.stdout, text.stdout
+
+    [bounce] = wait_for_messages(lab.sender_sink, 1, relay, timeout=15)
+    block = parse_report(bounce.data).recipient("user@dest.test")
+    assert one_line(block["Action"]) == "failed"
+    assert one_line(block["Status"]) == "5.4.7", block["Status"]
+    diagnostic = one_line(block["Diagnostic-Code"])
+    assert diagnostic.startswith("X-Petrel; connect to mx.dest.test[127.0.0.3]"), diagnostic
+    assert block["Remote-MTA"] is None, block["Remote-MTA"]
+    wait_until_gone(relay, queue_id)
+
+
 def test_a_null_sender_message_is_never_bounced(lab):
     dest = lab.sink("127.0.0.3", "mx.dest.test")
     dest.rcpt_reply = lambda address, attempt: "550 5.1.1 No such user here"
@@ -493,7 +551,7 @@ def test_a_null_sender_message_is_never_bounced(lab):
     wait_until_gone(relay, queue_id)
     # A notification would have been queued in the same transaction that removed the message.
     assert relay.queue_list() == [], "a message with the null reverse path must not be bounced"
-    assert "sender notification" not in relay.log_text()
+    assert "sender non-delivery notification" not in relay.log_text()
     time.sleep(0.5)
     assert lab.sender_sink.snapshot() == [] and dest.snapshot() == []
     assert lab.sender_sink.connections == 0
@@ -520,8 +578,11 @@ def test_a_message_deferred_past_its_lifetime_expires_with_a_4_4_7_bounce(lab):
     report = parse_report(bounce.data)
     block = report.recipient("user@dest.test")
     assert one_line(block["Action"]) == "failed"
-    assert one_line(block["Status"]) == "4.4.7", block["Status"]
-    assert "Always temporarily unavailable" in one_line(block["Diagnostic-Code"]), block["Diagnostic-Code"]
+    # The relay gives up: a permanent status (RFC 3463 X.4.7), the server's last reply as the diagnostic.
+    assert one_line(block["Status"]) == "5.4.7", block["Status"]
+    diagnostic = one_line(block["Diagnostic-Code"])
+    assert diagnostic.startswith("smtp; 451 4.3.0") and "Always temporarily unavailable" in diagnostic, diagnostic
+    assert one_line(block["Remote-MTA"]) == "dns; mx.dest.test", block["Remote-MTA"]
     assert subject in report.message.get_payload()[2].as_string()
 
     expired = wait_for_line(relay, queue_id, "expired")
@@ -630,11 +691,15 @@ def test_a_broken_destination_defers_the_message_until_it_recovers(lab, failure)
     [recipient] = shown["recipients"]
     assert recipient["state"] == "deferred", recipient
     assert recipient["attempts"] >= 1, recipient
-    assert recipient["last_reply"], recipient
-    assert "127.0.0.3" in (recipient["last_relay"] or ""), recipient
     if failure == "greeting_421":
-        assert "421" in recipient["last_reply"] or "4.3.2" in recipient["last_reply"], recipient
+        # The server said it: its reply, from it.
+        assert "421" in (recipient["last_reply"] or "") and "4.3.2" in recipient["last_reply"], recipient
+        assert "127.0.0.3" in (recipient["last_relay"] or ""), recipient
+        assert recipient["last_error"] is None, recipient
     else:
+        # The connection died mid-DATA: no reply came, so none is shown; the relay's own error names the host.
+        assert recipient["last_reply"] is None and recipient["last_relay"] is None, recipient
+        assert "127.0.0.3" in (recipient["last_error"] or ""), recipient
         assert dest.resets >= 1
     assert dest.snapshot() == []
 

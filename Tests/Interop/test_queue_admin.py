@@ -36,7 +36,7 @@ MESSAGE_KEYS = {
 }
 RECIPIENT_KEYS = {
     "address", "original_recipient", "notify", "state", "attempts", "next_attempt_at", "last_attempt_at",
-    "last_reply", "last_relay", "in_delivery", "pending_action",
+    "last_reply", "last_relay", "last_error", "in_delivery", "pending_action",
 }
 SHOW_KEYS = MESSAGE_KEYS | {"headers", "body"}
 STATS_KEYS = {"messages", "recipients", "top_deferred_domains", "top_deferred_errors", "oldest_message",

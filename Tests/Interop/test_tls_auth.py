@@ -923,6 +923,10 @@ def test_required_tls_with_an_untrusted_certificate_sends_nothing(lab, tmp_path)
         assert message is not None
         assert message["recipients"][0]["state"] != "sent"
         assert message["recipients"][0]["attempts"] >= 1
+        # The failed handshake is the relay's own error, not a reply of the smarthost.
+        recipient = message["recipients"][0]
+        assert recipient["last_reply"] is None and recipient["last_relay"] is None, recipient
+        assert "127.0.0.8" in recipient["last_error"] and "TLS" in recipient["last_error"], recipient
         assert not log_lines(relay, "retrying in plaintext")
         assert SMARTHOST_PASSWORD not in relay.log_text()
     finally:

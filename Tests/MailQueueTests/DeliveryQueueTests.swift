@@ -56,9 +56,9 @@ struct DeliveryQueueTests {
         let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         let retryAt = now.addingTimeInterval(300)
         let removed = try await store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, reply: "250 2.0.0 Ok", relay: "mx[127.0.0.2]:25", attemptedAt: now),
-            RecipientResult(recipientID: job.recipients[1].id, disposition: .deferred(nextAttemptAt: retryAt), reply: "451 4.7.1 later", relay: "mx[127.0.0.2]:25", attemptedAt: now),
-        ], messageID: job.messageID, notifications: [])
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, result: .reply("250 2.0.0 Ok", relay: "mx[127.0.0.2]:25"), attemptedAt: now),
+            RecipientResult(recipientID: job.recipients[1].id, disposition: .deferred(nextAttemptAt: retryAt), result: .reply("451 4.7.1 later", relay: "mx[127.0.0.2]:25"), attemptedAt: now),
+        ], messageID: job.messageID).isRemoved
         #expect(!removed)
         let stored = try #require(try store.message(queueID: message.queueID))
         #expect(stored.recipients.map(\.state) == ["delivered", "deferred"])
@@ -69,12 +69,16 @@ struct DeliveryQueueTests {
         // Not due before its time; due after.
         #expect(try await store.claimDueWork(owner: "h:1", now: now.addingTimeInterval(10), lease: .seconds(60), limit: 10, recipientsPerJob: 50).isEmpty)
         let retry = try #require(try await store.claimDueWork(owner: "h:1", now: retryAt, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
-        let bounce = QueueDatabaseTests.message(recipients: ["a@b.test"])
-        #expect(try await store.recordResults([
-            RecipientResult(recipientID: retry.recipients[0].id, disposition: .failed, reply: "550 5.1.1 no", relay: nil, attemptedAt: retryAt),
-        ], messageID: retry.messageID, notifications: [bounce]))
+        let outcome = try await store.recordResults([
+            RecipientResult(recipientID: retry.recipients[0].id, disposition: .failed, result: .reply("550 5.1.1 no"), attemptedAt: retryAt,
+                            notice: .failure("b@x.test", "550 5.1.1 no")),
+        ], messageID: retry.messageID, notification: SenderNotification(reportingMTA: "relay.test", lifetime: 3600))
+        #expect(outcome.isRemoved)
         #expect(try store.message(queueID: message.queueID) == nil)
-        #expect(try store.message(queueID: bounce.queueID) != nil)
+        // The bounce was made in the same transaction, from the pending notice.
+        let bounce = try #require(outcome.notifications.first)
+        #expect(outcome.notifications.count == 1 && bounce.kind == .failure && bounce.reportedQueueID == message.queueID)
+        #expect(try store.message(queueID: bounce.queueID)?.sender == "")
     }
 
     @Test func dueWorkIsFoundThroughTheIndex() async throws {
@@ -127,8 +131,8 @@ struct DeliveryQueueTests {
         let now = Date().addingTimeInterval(1)
         let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         #expect(try await store.recordResults(job.recipients.map {
-            RecipientResult(recipientID: $0.id, disposition: .delivered, reply: "250 ok", relay: "mx[127.0.0.2]:25", attemptedAt: now)
-        }, messageID: job.messageID, notifications: []))
+            RecipientResult(recipientID: $0.id, disposition: .delivered, result: .reply("250 ok", relay: "mx[127.0.0.2]:25"), attemptedAt: now)
+        }, messageID: job.messageID).isRemoved)
         let left = try await store.pool.read { db in
             try [Int.fetchOne(db, sql: "SELECT count(*) FROM message")!, Int.fetchOne(db, sql: "SELECT count(*) FROM recipient")!,
                  Int.fetchOne(db, sql: "SELECT count(*) FROM message_content")!]
@@ -153,11 +157,36 @@ struct DeliveryQueueTests {
         #expect(reused == job.messageID)
 
         let removed = try await store.recordResults([QueueStore.JobRecord(
-            results: job.recipients.map { RecipientResult(recipientID: $0.id, disposition: .delivered, reply: "250 ok", relay: nil, attemptedAt: now) },
-            messageID: job.messageID, queueID: job.queueID, notifications: []
+            results: job.recipients.map { RecipientResult(recipientID: $0.id, disposition: .delivered, result: .reply("250 ok"), attemptedAt: now) },
+            messageID: job.messageID, queueID: job.queueID
         )])
-        #expect(removed == [false])
+        #expect(removed.map(\.isRemoved) == [false])
         let kept = try #require(try store.message(queueID: new.queueID))
         #expect(kept.recipients.map(\.state) == ["queued"])
+    }
+
+    /// A reply and a local error are stored apart: a later local error clears the earlier reply and relay, and
+    /// the statistics count it marked as the relay's own.
+    @Test func aLocalErrorReplacesTheLastReplyAndIsCountedAsLocal() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let message = QueueDatabaseTests.message(recipients: ["a@x.test"])
+        try await store.pool.write { db in _ = try store.insert(message, in: db) }
+        var now = Date().addingTimeInterval(1)
+        for result in [AttemptResult.reply("451 4.7.1 Greylisted"),
+                       .localError(LocalError(status: EnhancedStatusCode(4, 4, 1), description: "connect to mx.x.test[192.0.2.1]:25: Connection refused"))] {
+            let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
+            _ = try await store.recordResults([
+                RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now), result: result, attemptedAt: now),
+            ], messageID: job.messageID)
+            now = now.addingTimeInterval(1)
+        }
+        let recipient = try #require(try store.message(queueID: message.queueID)?.recipients.first)
+        #expect(recipient.lastReply == nil && recipient.lastRelay == nil)
+        #expect(recipient.lastError == "connect to mx.x.test[192.0.2.1]:25: Connection refused")
+        #expect(try store.statistics().topDeferredErrors == [
+            .init(lastReply: "(local) connect to mx.x.test[192.0.2.1]:25: Connection refused", recipients: 1),
+        ])
     }
 }

@@ -67,8 +67,8 @@ struct OperatorAuditTests {
         #expect(try await Self.logged(queue) == [], "x is still being delivered")
         _ = try await queue.store.recordResults([
             RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)),
-                            reply: "451 4.4.1 later", relay: nil, attemptedAt: now),
-        ], messageID: job.messageID, notifications: [])
+                            result: .reply("451 4.4.1 later"), attemptedAt: now),
+        ], messageID: job.messageID, notification: nil)
         #expect(try queue.message(queueID) == nil)
         #expect(try await Self.logged(queue) == ["\(queueID): removed by operator alice (reason: spam run)"])
         #expect(try await Self.logged(queue) == [])
@@ -83,10 +83,10 @@ struct OperatorAuditTests {
         try queue.store.perform(.bounce(reason: nil, notification: Self.notification), on: .queueIDs([queueID]),
                                 requestedBy: ActionRequest(operatorName: "root"))
         _ = try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, reply: "250 2.0.0 Ok", relay: "mx", attemptedAt: now),
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, result: .reply("250 2.0.0 Ok", relay: "mx"), attemptedAt: now),
             RecipientResult(recipientID: job.recipients[1].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)),
-                            reply: "451 4.4.1 later", relay: "mx", attemptedAt: now),
-        ], messageID: job.messageID, notifications: [])
+                            result: .reply("451 4.4.1 later", relay: "mx"), attemptedAt: now),
+        ], messageID: job.messageID, notification: nil)
         #expect(try await Self.logged(queue) == [
             "\(queueID): bounced <y@far.test> by operator root; <x@far.test> settled by the attempt under way",
         ])

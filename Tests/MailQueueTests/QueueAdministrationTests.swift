@@ -149,8 +149,8 @@ struct QueueAdministrationTests {
         #expect(results == [QueueActionResult(queueID: queueID, outcome: .held, inDelivery: ["x@far.test"])])
         // The attempt ends deferred: the result is written, the message stays held and unclaimed.
         try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now), reply: "451 4.4.1 later", relay: nil, attemptedAt: now),
-        ], messageID: job.messageID, notifications: [])
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now), result: .reply("451 4.4.1 later"), attemptedAt: now),
+        ], messageID: job.messageID)
         let message = try #require(try queue.message(queueID))
         #expect(message.isHeld)
         #expect(message.recipients[0].state == "deferred")
@@ -263,8 +263,8 @@ struct QueueAdministrationTests {
 
         // The attempt ends deferred: the delete applies, the message and its file go.
         let removed = try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)), reply: "451 4.4.1 later", relay: nil, attemptedAt: now),
-        ], messageID: job.messageID, notifications: [])
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)), result: .reply("451 4.4.1 later"), attemptedAt: now),
+        ], messageID: job.messageID).isRemoved
         #expect(removed)
         #expect(try queue.message(queueID) == nil)
         #expect(!FileManager.default.fileExists(atPath: queue.store.spoolDirectory + "/" + queueID))
@@ -283,8 +283,8 @@ struct QueueAdministrationTests {
         // A second action while it waits changes nothing more.
         #expect(try queue.store.perform(.delete, on: .queueIDs([queueID])).map(\.outcome) == [.deletePending])
         #expect(try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, reply: "250 2.0.0 Ok", relay: "mx[127.0.0.2]:25", attemptedAt: now),
-        ], messageID: job.messageID, notifications: []))
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, result: .reply("250 2.0.0 Ok", relay: "mx[127.0.0.2]:25"), attemptedAt: now),
+        ], messageID: job.messageID, ).isRemoved)
         #expect(try queue.message(queueID) == nil)
         #expect(try queue.pendingActionCount() == 0)
     }
@@ -344,7 +344,8 @@ struct QueueAdministrationTests {
         #expect(results.map(\.recipients) == [["x@dead.test"]])
         let message = try #require(try queue.message(queueID))
         #expect(message.recipients.map(\.state) == ["failed", "queued"])
-        #expect(message.recipients[0].lastReply == "550 5.0.0 Returned by the postmaster: no such domain")
+        #expect(message.recipients[0].lastError == "550 5.0.0 Returned by the postmaster: no such domain")
+        #expect(message.recipients[0].lastReply == nil, "no server said it")
         let text = try #require(try queue.notifications().first?.text)
         #expect(text.contains("x@dead.test") && !text.contains("Final-Recipient: rfc822; y@alive.test"))
         #expect(text.contains("The text."), "RET=FULL: the whole message, read from its spool file")
@@ -363,8 +364,8 @@ struct QueueAdministrationTests {
         #expect(try queue.message(queueID)?.recipients[0].pendingAction == "bounce")
 
         #expect(try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)), reply: "451 4.4.1 later", relay: nil, attemptedAt: now),
-        ], messageID: job.messageID, notifications: []))
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .deferred(nextAttemptAt: now.addingTimeInterval(300)), result: .reply("451 4.4.1 later"), attemptedAt: now),
+        ], messageID: job.messageID, ).isRemoved)
         #expect(try queue.message(queueID) == nil)
         let text = try #require(try queue.notifications().first?.text)
         #expect(text.contains("Returned by the postmaster: given up"))
@@ -380,13 +381,15 @@ struct QueueAdministrationTests {
         let job = try #require(try await queue.store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         #expect(try queue.store.perform(.bounce(reason: nil, notification: Self.notification), on: .queueIDs([queueID])).map(\.outcome) == [.bouncePending])
         // x delivered, y refused by the remote server: the engine's own bounce for y is the only one.
-        let enginesBounce = QueueDatabaseTests.message(recipients: ["a@b.test"])
-        #expect(try await queue.store.recordResults([
-            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, reply: "250 2.0.0 Ok", relay: "mx", attemptedAt: now),
-            RecipientResult(recipientID: job.recipients[1].id, disposition: .failed, reply: "550 5.1.1 no such user", relay: "mx", attemptedAt: now),
-        ], messageID: job.messageID, notifications: [enginesBounce]))
+        let outcome = try await queue.store.recordResults([
+            RecipientResult(recipientID: job.recipients[0].id, disposition: .delivered, result: .reply("250 2.0.0 Ok", relay: "mx"), attemptedAt: now),
+            RecipientResult(recipientID: job.recipients[1].id, disposition: .failed, result: .reply("550 5.1.1 no such user", relay: "mx"), attemptedAt: now,
+                            notice: .failure("y@far.test", "550 5.1.1 no such user", relay: "mx")),
+        ], messageID: job.messageID, notification: Self.notification)
+        #expect(outcome.isRemoved)
         #expect(try queue.message(queueID) == nil)
-        #expect(try queue.store.listMessages(matching: QueueFilter()).map(\.queueID) == [enginesBounce.queueID])
+        #expect(try queue.store.listMessages(matching: QueueFilter()).map(\.queueID) == outcome.notifications.map(\.queueID))
+        #expect(outcome.notifications.count == 1)
         #expect(try queue.pendingActionCount() == 0)
     }
 

@@ -109,6 +109,9 @@ public struct ClientSession: Sendable {
     public private(set) var capabilities: ServerCapabilities?
     public private(set) var isTLSActive = false
     public private(set) var isAuthenticated = false
+    /// The last ``Action/hostFailed(_:)`` carries the client's own reason (a TLS or AUTH requirement the
+    /// server cannot meet), not the server's reply.
+    public private(set) var isHostFailureLocal = false
     private var state = State.greeting
     private var needsReset = false
 
@@ -135,12 +138,12 @@ public struct ClientSession: Sendable {
                 return .send("STARTTLS\r\n")
             }
             if security.requiresTLS {
-                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "TLS is required, but the server does not offer STARTTLS"))
+                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "TLS is required, but the server does not offer STARTTLS"), isLocal: true)
             }
         }
         if let credentials = security.credentials, !isAuthenticated {
             guard isTLSActive else {
-                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "Credentials are never sent without TLS, and this session is not encrypted"))
+                return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 10), "Credentials are never sent without TLS, and this session is not encrypted"), isLocal: true)
             }
             if capabilities.authMechanisms.contains("PLAIN") {
                 state = .authenticating(loginStep: nil)
@@ -150,7 +153,7 @@ public struct ClientSession: Sendable {
                 state = .authenticating(loginStep: 0)
                 return .send("AUTH LOGIN\r\n")
             }
-            return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "The server offers no AUTH mechanism we support (PLAIN, LOGIN)"))
+            return failHost(SMTPReply(451, EnhancedStatusCode(4, 7, 0), "The server offers no AUTH mechanism we support (PLAIN, LOGIN)"), isLocal: true)
         }
         state = .ready
         return .ready
@@ -375,8 +378,9 @@ public struct ClientSession: Sendable {
         return .finished(outcomes)
     }
 
-    private mutating func failHost(_ reply: SMTPReply) -> Action {
+    private mutating func failHost(_ reply: SMTPReply, isLocal: Bool = false) -> Action {
         state = .failed
+        isHostFailureLocal = isLocal
         return .hostFailed(reply)
     }
 

@@ -52,6 +52,11 @@ enum DSNExplanation {
                 reason = recipient.action.rawValue + (host.map { " via host \($0)" } ?? "")
             }
         }
+        if let reply, isVerdictApart(recipient, fromDiagnostic: reply), let description = recipient.status.statusDescription {
+            // The status is the relay's verdict, the diagnostic the last evidence: `delivery time expired
+            // (5.4.7); last, host mx.example said: 451 4.3.0 Try later`.
+            reason = "\(description) (\(recipient.status)); last, \(reason)"
+        }
         var text = DSNText.wrap("\(address): \(reason)", width: width, continuation: indent) + "\r\n"
         if recipient.action == .delayed, let until = recipient.willRetryUntilSeconds {
             var retry = "The mail system will keep trying until \(InternetDate.format(secondsSince1970: until))"
@@ -59,6 +64,14 @@ enum DSNExplanation {
             text += DSNText.wrap(indent + retry + ".", width: width, continuation: indent) + "\r\n"
         }
         return text + "\r\n"
+    }
+
+    /// Whether the status says more than the diagnostic: the relay gave up at expiry (X.4.7), or the
+    /// diagnostic is a reply of another class than the status (a `4xx` quoted for a failure).
+    private static func isVerdictApart(_ recipient: RecipientDeliveryStatus, fromDiagnostic reply: String) -> Bool {
+        if recipient.action == .failed && recipient.status.subject == 4 && recipient.status.detail == 7 { return true }
+        guard let replyClass = reply.first?.wholeNumberValue, reply.prefix(3).allSatisfy(\.isNumber) else { return false }
+        return replyClass != recipient.status.codeClass
     }
 
     /// `4 days 23 hours`, `1 hour`, `25 minutes`: the two largest units.

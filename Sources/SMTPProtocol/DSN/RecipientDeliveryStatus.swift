@@ -30,8 +30,9 @@ public struct RecipientDeliveryStatus: Hashable, Sendable {
     /// The server that gave the final answer, `dns; mx.example.com` (RFC 3464 §2.3.5). A bare host
     /// name is given the `dns` type.
     public var remoteMTA: String?
-    /// The remote server's own reply, `smtp; 550 5.1.1 User unknown` (RFC 3464 §2.3.6). Text without a
-    /// diagnostic type is given the `smtp` type. Line breaks and other control characters in it are
+    /// The remote server's own reply, `smtp; 550 5.1.1 User unknown` (RFC 3464 §2.3.6), or the relay's own
+    /// error where no server answered, `X-Petrel; connect to …: Connection refused` (see ``AttemptResult``).
+    /// Text without a diagnostic type is given the `smtp` type. Line breaks and other control characters in it are
     /// rendered as spaces.
     public var diagnosticCode: String?
     /// RFC 3464 §2.3.7 `Last-Attempt-Date`, in seconds since 1970.

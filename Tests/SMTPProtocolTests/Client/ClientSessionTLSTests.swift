@@ -185,6 +185,10 @@ struct ClientSessionTLSTests {
             }
             #expect(action == expected, "step \(index + 1)")
             if case .send(let text) = action { sent.append(text) }
+            // A host failure is the server's when it passes the server's reply on, the client's own otherwise.
+            if case .hostFailed(let failure) = action, case .reply(let reply, _) = step {
+                #expect(session.isHostFailureLocal == (failure != reply), "step \(index + 1)")
+            }
         }
         #expect(session.isTLSActive == conversation.isTLSActive)
         #expect(session.isAuthenticated == conversation.isAuthenticated)

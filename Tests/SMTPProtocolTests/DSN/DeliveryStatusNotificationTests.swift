@@ -394,6 +394,17 @@ struct DeliveryStatusNotificationTests {
          "<dave@example.org>: delivered via host mx.example.org\r\n\r\n"),
         (RecipientDeliveryStatus(finalRecipient: "list@example.org", action: .expanded, status: EnhancedStatusCode(2, 0, 0)),
          "<list@example.org>: expanded\r\n\r\n"),
+        // At expiry the verdict (5.4.7) says more than the last reply, which is quoted as evidence.
+        (RecipientDeliveryStatus(finalRecipient: "erin@example.org", action: .failed, status: EnhancedStatusCode(5, 4, 7),
+                                 remoteMTA: "dns; mx.example.org", diagnosticCode: "smtp; 451 4.3.0 Try later"),
+         "<erin@example.org>: delivery time expired (5.4.7); last, host mx.example.org\r\n    said: 451 4.3.0 Try later\r\n\r\n"),
+        (RecipientDeliveryStatus(finalRecipient: "erin@example.org", action: .failed, status: EnhancedStatusCode(5, 4, 7),
+                                 diagnosticCode: "X-Petrel; connect to mx[192.0.2.1]:25: Connection refused"),
+         "<erin@example.org>: delivery time expired (5.4.7); last, connect to\r\n    mx[192.0.2.1]:25: Connection refused\r\n\r\n"),
+        // A delay warning after a 554 greeting: the verdict is temporary, the reply permanent.
+        (RecipientDeliveryStatus(finalRecipient: "erin@example.org", action: .delayed, status: EnhancedStatusCode(4, 7, 1),
+                                 remoteMTA: "dns; mx.example.org", diagnosticCode: "smtp; 554 5.7.1 Go away"),
+         "<erin@example.org>: delivery not authorized, message refused (4.7.1); last,\r\n    host mx.example.org said: 554 5.7.1 Go away\r\n\r\n"),
     ]
 
     @Test(arguments: entries)
