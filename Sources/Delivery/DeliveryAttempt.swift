@@ -83,6 +83,7 @@ struct DeliveryAttempt {
                 } catch let failure as HostFailure {
                     lastFailure = failure.reply
                     lastRelay = "\(host.name)[\(address)]:\(host.port)"
+                    if failure.isLocalFailure { break hosts }
                     let (security, _) = self.security(for: route.kind, key: key)
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
