@@ -66,20 +66,34 @@ struct DeliveryAttempt {
             },
             size: job.size
         )
+        let outbound = OutboundContent(transaction: transaction, content: content)
+        // Hosts that could not take the message for what they lack (RFC 6152, RFC 6531): when every host
+        // tried says so, the message bounces with that reply; when any failed otherwise, it is deferred.
+        var refusal: SMTPReply?
+        var refusals = 0
+        var isEveryHostTried = true
         var lastFailure = SMTPReply(451, EnhancedStatusCode(4, 4, 1), "no host could be reached")
         var lastRelay: String?
         var connectionsTried = 0
         hosts: for host in route.hosts {
             for address in host.addresses {
-                guard connectionsTried < maximumConnections else { break hosts }
+                guard connectionsTried < maximumConnections else {
+                    isEveryHostTried = false
+                    break hosts
+                }
                 connectionsTried += 1
                 let key = "\(address):\(host.port)"
                 do {
-                    let (connection, outcomes) = try await transact(transaction, content: content, host: host, address: address, kind: route.kind)
+                    let (connection, outcomes) = try await transact(outbound, host: host, address: address, kind: route.kind)
                     let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false,
                                         tls: connection.tlsVersion)
                     await cache.park(connection)
                     return result
+                } catch let hop as HopRefusal {
+                    refusal = hop.reply
+                    refusals += 1
+                    lastRelay = "\(host.name)[\(address)]:\(host.port)"
+                    log("\(job.queueID): \(lastRelay!) cannot take the message: \(hop.reply)")
                 } catch let failure as HostFailure {
                     lastFailure = failure.reply
                     lastRelay = "\(host.name)[\(address)]:\(host.port)"
@@ -89,7 +103,7 @@ struct DeliveryAttempt {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
                         tlsFailures.remember(key)
                         log("\(job.queueID): TLS handshake with \(lastRelay!) failed (\(failure.reply)); retrying in plaintext")
-                        if let (connection, outcomes) = try? await transact(transaction, content: content, host: host, address: address, kind: route.kind) {
+                        if let (connection, outcomes) = try? await transact(outbound, host: host, address: address, kind: route.kind) {
                             let result = Result(outcomes: outcomes, relay: connection.relay, remoteSupportsDSN: connection.capabilities?.supportsDSN ?? false)
                             await cache.park(connection)
                             return result
@@ -100,6 +114,9 @@ struct DeliveryAttempt {
                 }
             }
         }
+        if let refusal, refusals == connectionsTried, isEveryHostTried {
+            return Result(outcomes: Array(repeating: .failed(refusal), count: job.recipients.count), relay: lastRelay, remoteSupportsDSN: false)
+        }
         let deferred = RecipientOutcome.deferred(lastFailure.isPositive || lastFailure.isPermanentFailure
             ? SMTPReply(451, lastFailure.enhancedCode.map { EnhancedStatusCode(4, $0.subject, $0.detail) }, lastFailure.lines)
             : lastFailure)
@@ -107,15 +124,19 @@ struct DeliveryAttempt {
     }
 
     /// A transaction on a cached connection when there is one (retried once on a fresh connection if the
-    /// cached one turns out dead), else on a new one.
-    private func transact(_ transaction: OutboundTransaction, content: StoredContent, host: Route.Host, address: String, kind: Route.Kind)
+    /// cached one turns out dead), else on a new one. A host that cannot take this message keeps its
+    /// connection for the next one.
+    private func transact(_ outbound: OutboundContent, host: Route.Host, address: String, kind: Route.Kind)
         async throws -> (OutboundConnection, [RecipientOutcome]) {
         if let cached = await cache.take("\(address):\(host.port)") {
             do {
-                return (cached, try await cached.send(transaction, content: content))
+                return (cached, try await send(outbound, on: cached))
             } catch let failure as HostFailure where failure.isStaleConnection {
                 // The server closed the idle connection: try once more on a fresh one.
                 await cached.close()
+            } catch let refusal as HopRefusal {
+                await cache.park(cached)
+                throw refusal
             } catch {
                 await cached.close()
                 throw error
@@ -125,12 +146,31 @@ struct DeliveryAttempt {
         let connection = try await OutboundConnection.open(hostName: host.name, address: address, port: host.port,
                                                            heloName: heloName, timeouts: timeouts, security: security, tls: tls)
         do {
-            return (connection, try await connection.send(transaction, content: content))
+            return (connection, try await send(outbound, on: connection))
+        } catch let refusal as HopRefusal {
+            await cache.park(connection)
+            throw refusal
         } catch {
             await connection.close()
             throw error
         }
     }
+
+    /// The text in the form this host may take, or ``HopRefusal``.
+    private func send(_ outbound: OutboundContent, on connection: OutboundConnection) async throws -> [RecipientOutcome] {
+        switch try await outbound.prepare(for: connection.capabilities ?? ServerCapabilities(isExtended: false)) {
+        case .send(let transaction, let content):
+            return try await connection.send(transaction, content: content)
+        case .refuse(let reply):
+            throw HopRefusal(reply: reply)
+        }
+    }
+}
+
+/// A host that cannot take this message for what it does not offer (8BITMIME, SMTPUTF8), decided before
+/// the transaction starts.
+struct HopRefusal: Error {
+    var reply: SMTPReply
 }
 
 /// Remembers, for an hour, the hosts whose TLS handshake failed.
