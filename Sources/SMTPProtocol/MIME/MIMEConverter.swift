@@ -32,6 +32,8 @@ public struct MIMEConverter: Sendable {
         case cannotEncode(type: String)
         /// The caller's bound on what it converts in memory.
         case tooLarge(limit: Int)
+        /// Multiparts and encapsulated messages nested deeper than ``MIMEConverter/nestingLimit``.
+        case nestedTooDeep(limit: Int)
 
         public var description: String {
             switch self {
@@ -40,6 +42,7 @@ public struct MIMEConverter: Sendable {
             case .encodedPart(let encoding): "a part with Content-Transfer-Encoding \(encoding) has 8-bit octets or over-long lines"
             case .cannotEncode(let type): "a \(type) part cannot be re-encoded"
             case .tooLarge(let limit): "the message is over \(limit) octets, the most converted"
+            case .nestedTooDeep(let limit): "its parts are nested more than \(limit) deep"
             }
         }
     }
@@ -48,6 +51,10 @@ public struct MIMEConverter: Sendable {
         case quotedPrintable = "quoted-printable"
         case base64 = "base64"
     }
+
+    /// How deep parts may nest (Postfix's `mime_nesting_limit` is 100 too): the walk recurses, and a
+    /// hostile message must not exhaust the stack.
+    public static let nestingLimit = 100
 
     /// `true` when the next hop offers 8BITMIME: only over-long lines are dealt with.
     public var allowsEightBit: Bool
@@ -59,7 +66,7 @@ public struct MIMEConverter: Sendable {
     /// The converted message, whole; throws rather than return part of one.
     public func convert(_ message: ByteBuffer) throws(Failure) -> ByteBuffer {
         var writer = Writer(text: Array(message.readableBytesView), allowsEightBit: allowsEightBit)
-        try writer.entity(0..<writer.text.count, isTopLevel: true, defaultType: .textPlain)
+        try writer.entity(0..<writer.text.count, isTopLevel: true, defaultType: .textPlain, depth: 0)
         return ByteBuffer(bytes: writer.output)
     }
 
@@ -95,7 +102,8 @@ public struct MIMEConverter: Sendable {
         }
 
         /// One entity: the message, a body part, or an encapsulated message (RFC 2045 §2.4).
-        mutating func entity(_ range: Range<Int>, isTopLevel: Bool, defaultType: MIMEContentType) throws(Failure) {
+        mutating func entity(_ range: Range<Int>, isTopLevel: Bool, defaultType: MIMEContentType, depth: Int) throws(Failure) {
+            guard depth <= MIMEConverter.nestingLimit else { throw .nestedTooDeep(limit: MIMEConverter.nestingLimit) }
             let header = MIMEHeaderSection(text, in: range)
             let body = header.bodyStart..<range.upperBound
             if isClean(body) {
@@ -115,10 +123,11 @@ public struct MIMEConverter: Sendable {
             case ("multipart", let subtype):
                 guard let boundary = type.parameters["boundary"], !boundary.isEmpty else { throw .cannotEncode(type: "multipart/\(subtype) without a boundary") }
                 try writeHeader(header, in: range, encoding: composite)
-                try multipart(body, boundary: Array(boundary.utf8), partType: subtype == "digest" ? .messageRFC822 : .textPlain, type: "multipart/\(subtype)")
+                try multipart(body, boundary: Array(boundary.utf8), partType: subtype == "digest" ? .messageRFC822 : .textPlain,
+                              type: "multipart/\(subtype)", depth: depth)
             case ("message", "rfc822"):
                 try writeHeader(header, in: range, encoding: composite)
-                try entity(body, isTopLevel: false, defaultType: .textPlain)
+                try entity(body, isTopLevel: false, defaultType: .textPlain, depth: depth + 1)
             case ("message", let subtype) where !subtype.hasPrefix("global"):
                 // RFC 6532 §3.5 lets message/global* be encoded; RFC 2046 §5.2 keeps the rest in 7bit/8bit.
                 throw .cannotEncode(type: "message/\(subtype)")
@@ -135,7 +144,7 @@ public struct MIMEConverter: Sendable {
         /// RFC 2046 §5.1.1: parts between `--boundary` lines, the CRLF before each belonging to the
         /// delimiter. The preamble and epilogue are to be ignored by readers; when one breaks the rules it
         /// is left out rather than failing the message.
-        mutating func multipart(_ body: Range<Int>, boundary: [UInt8], partType: MIMEContentType, type: String) throws(Failure) {
+        mutating func multipart(_ body: Range<Int>, boundary: [UInt8], partType: MIMEContentType, type: String, depth: Int) throws(Failure) {
             var segmentStart = body.lowerBound
             var lineStart = body.lowerBound
             var isPreamble = true
@@ -153,10 +162,16 @@ public struct MIMEConverter: Sendable {
                     if isClean(segmentStart..<contentEnd) { output += text[segmentStart..<lineStart] }
                     isPreamble = false
                 } else {
-                    try entity(segmentStart..<contentEnd, isTopLevel: false, defaultType: partType)
+                    try entity(segmentStart..<contentEnd, isTopLevel: false, defaultType: partType, depth: depth + 1)
                     output += text[contentEnd..<lineStart]
                 }
-                output += text[lineStart..<lineEnd]
+                if lineEnd - lineStart > SMTPLimits.textLineLength {
+                    // Transport padding (RFC 2046 §5.1.1) that makes the line too long: readers ignore it.
+                    output += [UInt8(ascii: "-"), UInt8(ascii: "-")] + boundary + (isClose ? [UInt8(ascii: "-"), UInt8(ascii: "-")] : [])
+                    output += [UInt8(ascii: "\r"), UInt8(ascii: "\n")]
+                } else {
+                    output += text[lineStart..<lineEnd]
+                }
                 segmentStart = lineEnd
                 lineStart = lineEnd
                 if isClose {
@@ -166,7 +181,7 @@ public struct MIMEConverter: Sendable {
             }
             guard !isPreamble else { throw .cannotEncode(type: "\(type) whose boundary is missing") }
             // No close delimiter: the last part runs to the end, as readers take it.
-            try entity(segmentStart..<body.upperBound, isTopLevel: false, defaultType: partType)
+            try entity(segmentStart..<body.upperBound, isTopLevel: false, defaultType: partType, depth: depth + 1)
         }
 
         /// `nil` unless the line is `--boundary` or `--boundary--`, with only white space after it.

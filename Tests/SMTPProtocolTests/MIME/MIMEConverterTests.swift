@@ -130,7 +130,30 @@ struct MIMEConverterTests {
                 failure: .cannotEncode(type: "multipart/mixed without a boundary")),
         Refusal(name: "a multipart whose boundary never comes", input: "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\nGrüße\r\n",
                 failure: .cannotEncode(type: "multipart/mixed whose boundary is missing")),
+        Refusal(name: "multiparts nested 101 deep",
+                input: "MIME-Version: 1.0\r\n" + nesting(101) + "\r\nGrüße\r\n",
+                failure: .nestedTooDeep(limit: 100)),
     ]
+
+    /// `depth` multiparts, each the first part of the one before, each with a boundary of its own.
+    static func nesting(_ depth: Int) -> String {
+        (0..<depth).map { "Content-Type: multipart/mixed; boundary=n\($0)\r\n\r\n--n\($0)\r\n" }.joined()
+    }
+
+    /// Nesting within the limit is walked to the bottom.
+    @Test func convertsAPartNestedOneHundredDeep() throws {
+        let nesting = Self.nesting(100)
+        #expect(try Self.convert("MIME-Version: 1.0\r\n" + nesting + "\r\nein Grüß\r\n")
+            == "MIME-Version: 1.0\r\n" + nesting + "Content-Transfer-Encoding: quoted-printable\r\n\r\nein Gr=C3=BC=C3=9F\r\n")
+    }
+
+    /// A delimiter line made too long by its transport padding loses the padding (RFC 2046 §5.1.1).
+    @Test func dropsTransportPaddingThatMakesADelimiterTooLong() throws {
+        let input = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b" + String(repeating: " ", count: 1000)
+            + "\r\n\r\nGrüße\r\n--b--\r\n"
+        #expect(try Self.convert(input, allowsEightBit: true)
+            == "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nGrüße\r\n--b--\r\n")
+    }
 
     @Test(arguments: refusals)
     func refuses(_ test: Refusal) {
@@ -165,6 +188,21 @@ struct MIMEConverterTests {
         #expect(output.allSatisfy { $0 < 0x80 })
         #expect(text.split(separator: "\r\n", omittingEmptySubsequences: false).allSatisfy { $0.utf8.count <= 76 })
         #expect(Self.decodeQuotedPrintable(text) == input)
+    }
+
+    /// RFC 2046 §5.1.1: a soft break must not make `--b` at the end of a long line begin a line of the
+    /// encoding, where it would be the delimiter and end the part. Every place of the break is tried.
+    @Test(arguments: 0..<75)
+    func aSoftBreakNeverStartsALineWithADash(offset: Int) throws {
+        let line = String(repeating: "a", count: 1000 + offset) + "--b"
+        let head = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        let output = try Self.convert(head + "\r\n" + line + "\r\n--b--\r\n", allowsEightBit: true)
+        #expect(output.split(separator: "\r\n").filter { $0.hasPrefix("--b") } == ["--b", "--b--"])
+        let prefix = head + "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        let suffix = "\r\n--b--\r\n"
+        #expect(output.hasPrefix(prefix) && output.hasSuffix(suffix))
+        let encoded = String(output.dropFirst(prefix.count).dropLast(suffix.count))
+        #expect(Self.decodeQuotedPrintable(encoded) == Array(line.utf8))
     }
 
     @Test(arguments: [(isText: true, octets: "Grüße aus Köln und Bern", expected: MIMEConverter.Encoding.quotedPrintable),
