@@ -5,7 +5,9 @@ import SMTPProtocol
 /// A job's text in the form each next hop may take (RFC 6152 §3, RFC 6531 §3.4, RFC 5321 §4.5.3.1.6).
 /// The text is scanned once, on the first host that answers (``ContentScanner``: one fast pass, no copy),
 /// and converted at most once for each form a hop needs (``MIMEConverter``). A 7-bit message with short
-/// lines is sent as stored, not copied.
+/// lines is sent as stored, not copied. The `BODY=` the client declared is stored with the message but not
+/// trusted here: clients send 8-bit text without declaring it, and long lines need the scan anyway. A
+/// spooled text is read once more for the scan (it also proves the file whole before a connection is used).
 ///
 /// Conversion is done in memory, whole, so a message is never sent half converted: an inline text is at
 /// most 256 KiB, and a spooled one is read into memory when it must be converted, up to
@@ -45,6 +47,11 @@ final class OutboundContent {
         }
         var transaction = self.transaction
         transaction.needsSMTPUTF8 = requirements.needsSMTPUTF8
+        if requirements.profile.hasEightBitBody {
+            // RFC 6152 §3: 8-bit text goes with BODY=8BITMIME, whatever the client declared (to a hop without
+            // 8BITMIME the text is converted, and the client session sends no BODY= there).
+            transaction.parameters.body = .eightBitMIME
+        }
         switch requirements.adaptation(to: capabilities) {
         case .none:
             return .send(transaction, content)

@@ -72,6 +72,21 @@ struct OutboundContentTests {
 
     static let withoutEightBit = ["PIPELINING", "SIZE 100000000", "ENHANCEDSTATUSCODES", "DSN"]
 
+    /// RFC 6152 §3: a hop with 8BITMIME gets 8-bit text as it is, with `BODY=8BITMIME` even when the client
+    /// declared nothing.
+    @Test func declaresBODY8BITMIMEForEightBitText() async throws {
+        let port = try Self.freePort()
+        let server = try await FakeSMTPServer(host: "127.0.0.49", port: port)
+        defer { Task { await server.stop() } }
+        let dns = try DNSTestServer(records: [.a(host: "eight.test", address: "127.0.0.49")])
+        try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
+            try await harness.enqueue(from: "alice@sender.test", to: ["bob@eight.test"], text: "Subject: x\r\n\r\nGrüße\r\n")
+            try await harness.waitUntil("the delivery") { server.messages.count == 1 }
+            #expect(server.messages[0].text.hasSuffix("\r\n\r\nGrüße\r\n"))
+            #expect(server.commands.contains { $0.hasPrefix("MAIL FROM:<alice@sender.test> SIZE=") && $0.hasSuffix(" BODY=8BITMIME") })
+        }
+    }
+
     /// RFC 6152 §3: a hop without 8BITMIME gets the 8-bit part quoted-printable, no `BODY=`, no 8-bit octet.
     @Test func convertsEightBitMIMEForAHopWithout8BITMIME() async throws {
         let port = try Self.freePort()

@@ -205,6 +205,18 @@ struct MIMEConverterTests {
         #expect(Self.decodeQuotedPrintable(encoded) == Array(line.utf8))
     }
 
+    /// FuzzMIMEConverter, property "converting the output again changes nothing": `--b` after a bare LF
+    /// was taken for a delimiter, but the LF, encoded as `=0A`, no longer ended a line, so the next part (and
+    /// the 8-bit header left in it) fell into the encoded one. Now it is data, encoded with the part.
+    @Test func aBoundaryAfterABareLineFeedIsData() throws {
+        let input = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nGrüße\n--b\r\nX: \u{FF}\r\n\r\nx\r\n--b--\r\n"
+        let output = try Self.convert(input)
+        #expect(output.utf8.allSatisfy { $0 < 0x80 })
+        #expect(try Self.convert(output) == output)
+        let prefix = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        #expect(output == prefix + "Gr=C3=BC=C3=9Fe=0A--b\r\nX: =C3=BF\r\n\r\nx\r\n--b--\r\n")
+    }
+
     @Test(arguments: [(isText: true, octets: "Grüße aus Köln und Bern", expected: MIMEConverter.Encoding.quotedPrintable),
                       (isText: true, octets: "Привет", expected: .base64),
                       (isText: false, octets: "Grüße aus Köln und Bern", expected: .base64),
