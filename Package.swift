@@ -37,6 +37,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [
+                .embedInCode("migrations/0004_operator_audit.sql"),  // first, apart from 0003: see QueueDatabase.migrations
                 .embedInCode("migrations/0001_queue.sql"),
                 .embedInCode("migrations/0002_queue_admin.sql"),
             ]
@@ -85,7 +86,7 @@ let package = Package(
         .target(
             name: "InboundServer",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication", "DNSResolver",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -149,8 +150,9 @@ let package = Package(
         .testTarget(
             name: "InboundServerTests",
             dependencies: [
-                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport",
+                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

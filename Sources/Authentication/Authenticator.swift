@@ -34,6 +34,13 @@ public final class Authenticator: Sendable {
 
     public var hasUsers: Bool { users.withLockedValue { !$0.users.isEmpty } }
 
+    /// What a log line may say about the user name a client typed: the name when such a user exists, `nil`
+    /// otherwise. A name that matches no user is often a password typed into the wrong field, so it is
+    /// never logged.
+    public func loggableName(_ typed: String) -> String? {
+        users.withLockedValue { $0[typed] == nil ? nil : typed }
+    }
+
     /// Whether `address` has failed too often lately.
     public func isThrottled(_ address: String) -> Bool {
         throttle.withLockedValue { records in

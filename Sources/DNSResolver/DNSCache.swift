@@ -5,12 +5,14 @@ enum RecordType: Sendable, Hashable, CustomStringConvertible {
     case mx
     case a
     case aaaa
+    case ptr
 
     var description: String {
         switch self {
         case .mx: "MX"
         case .a: "A"
         case .aaaa: "AAAA"
+        case .ptr: "PTR"
         }
     }
 }
@@ -19,6 +21,8 @@ enum RecordType: Sendable, Hashable, CustomStringConvertible {
 enum Answer: Sendable, Equatable {
     case mailExchangers([MXRecord])
     case addresses([String])
+    /// PTR targets (RFC 1035 §3.3.12), lowercased, without the trailing dot.
+    case names([String])
     /// NODATA (RFC 2308 §2.2).
     case noRecords
     /// NXDOMAIN (RFC 2308 §2.1).

@@ -75,6 +75,7 @@ func blockingQuery(name: String, type: RecordType, configuration: ResolverConfig
     case .mx: queryType = ns_t_mx
     case .a: queryType = ns_t_a
     case .aaaa: queryType = ns_t_aaaa
+    case .ptr: queryType = ns_t_ptr
     }
     let length = res_nquery(
         state, name, Int32(ns_c_in.rawValue), Int32(queryType.rawValue), buffer, Int32(answerBufferSize)
@@ -126,6 +127,7 @@ private func parseAnswer(
     var smallestTTL = largestTTL
     var exchangers: [MXRecord] = []
     var addresses: [String] = []
+    var names: [String] = []
     let count = petrel_ns_msg_count(&message, ns_s_an)
     for index in 0..<count {
         var record = ns_rr()
@@ -146,6 +148,10 @@ private func parseAnswer(
         case (.aaaa, ns_t_aaaa.rawValue):
             addresses.append(try addressText(record, family: AF_INET6, size: 16, failure: failure))
             smallestTTL = min(smallestTTL, recordTTL)
+        case (.ptr, ns_t_ptr.rawValue):
+            guard let rdata = record.rdata else { throw failure("malformed PTR record") }
+            names.append(try domainName(at: rdata, in: message, failure: { failure("malformed PTR name") }))
+            smallestTTL = min(smallestTTL, recordTTL)
         default:
             continue
         }
@@ -156,6 +162,8 @@ private func parseAnswer(
         return QueryAnswer(answer: .mailExchangers(exchangers), timeToLive: timeToLive)
     case .a where !addresses.isEmpty, .aaaa where !addresses.isEmpty:
         return QueryAnswer(answer: .addresses(addresses), timeToLive: timeToLive)
+    case .ptr where !names.isEmpty:
+        return QueryAnswer(answer: .names(names), timeToLive: timeToLive)
     default:
         // Only a CNAME (or records of other types): the name has no records of this type.
         return QueryAnswer(answer: .noRecords, timeToLive: nil)
@@ -168,16 +176,23 @@ private func mailExchanger(_ record: ns_rr, in message: ns_msg, failure: (String
         throw failure("malformed MX record")
     }
     let preference = UInt16(truncatingIfNeeded: ns_get16(rdata))
+    let exchange = try domainName(at: rdata + 2, in: message, failure: { failure("malformed MX exchange name") })
+    return MXRecord(preference: preference, exchange: exchange)
+}
+
+/// A possibly compressed domain name in RDATA (RFC 1035 §4.1.4), lowercased, without the trailing dot; the
+/// root is "".
+private func domainName(at start: UnsafePointer<UInt8>, in message: ns_msg, failure: () -> DNSError) throws -> String {
     var name = [CChar](repeating: 0, count: Int(NS_MAXDNAME))
-    guard dn_expand(message._msg, message._eom, rdata + 2, &name, Int32(name.count)) > 0 else {
-        throw failure("malformed MX exchange name")
+    guard dn_expand(message._msg, message._eom, start, &name, Int32(name.count)) > 0 else {
+        throw failure()
     }
     // dn_expand writes the root as "" and other names without the trailing dot.
-    var exchange = name.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.lowercased()
-    if exchange.hasSuffix(".") {
-        exchange.removeLast()
+    var text = name.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.lowercased()
+    if text.hasSuffix(".") {
+        text.removeLast()
     }
-    return MXRecord(preference: preference, exchange: exchange)
+    return text
 }
 
 /// A and AAAA RDATA: the address in network byte order (RFC 1035 §3.4.1, RFC 3596 §2.2).

@@ -1,4 +1,5 @@
 import CResolv
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -17,6 +18,9 @@ import NIOPosix
 ///
 /// The name servers are those of /etc/resolv.conf unless `servers` is given. Names are taken as fully
 /// qualified: no search list applies.
+///
+/// A cancelled lookup returns at once with `CancellationError`; a query already sent runs to its end on its
+/// thread, and its answer is still cached. A lookup cancelled before its query started never sends it.
 public final class SystemResolver: DNSResolving {
     /// A name server string that ``parseNameServer(_:)`` rejects, or more servers than libresolv uses.
     public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
@@ -77,7 +81,7 @@ public final class SystemResolver: DNSResolving {
     public func mailExchangers(for domain: String) async throws -> DNSResult<[MXRecord]> {
         switch try await self.lookup(domain, .mx) {
         case .mailExchangers(let records): .found(records)
-        case .addresses: preconditionFailure("an MX lookup gave addresses")
+        case .addresses, .names: preconditionFailure("an MX lookup gave addresses or names")
         case .noRecords: .noRecords
         case .nonexistentDomain: .nonexistentDomain
         }
@@ -97,7 +101,7 @@ public final class SystemResolver: DNSResolving {
                 found += addresses
             case .success(.nonexistentDomain):
                 return .nonexistentDomain
-            case .success(.noRecords), .success(.mailExchangers):
+            case .success(.noRecords), .success(.mailExchangers), .success(.names):
                 sawNoRecords = true
             case .failure(let error as DNSError):
                 errors.append(error)
@@ -132,7 +136,7 @@ public final class SystemResolver: DNSResolving {
     }
 
     /// One lookup through the cache.
-    private func lookup(_ name: String, _ type: RecordType) async throws -> Answer {
+    func lookup(_ name: String, _ type: RecordType) async throws -> Answer {
         guard let normalized = normalizedDomainName(name) else {
             // Not a possible domain name (RFC 1035 §2.3.4): it cannot exist, now or later.
             return .nonexistentDomain
@@ -142,20 +146,30 @@ public final class SystemResolver: DNSResolving {
             return cached
         }
         let configuration = self.configuration
-        let result: QueryAnswer
-        do {
-            result = try await self.threadPool.runIfActive {
-                try blockingQuery(name: normalized, type: type, configuration: configuration)
+        let cache = self.cache
+        let negativeTTL = self.negativeTTL
+        let waiter = LookupWaiter()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
+                guard waiter.wait(with: continuation) else { return }
+                self.threadPool.submit { state in
+                    guard case .active = state else {
+                        waiter.finish(.failure(DNSError(domain: normalized, type: type.description,
+                                                        reason: "lookup not run: the resolver's thread pool is stopped")))
+                        return
+                    }
+                    // The caller may have stopped waiting while this lookup sat in the pool's queue.
+                    guard waiter.isWaiting else { return }
+                    let result = Result { try blockingQuery(name: normalized, type: type, configuration: configuration) }
+                    if case .success(let answer) = result {
+                        cache.store(answer.answer, for: key, timeToLive: answer.timeToLive ?? negativeTTL)
+                    }
+                    waiter.finish(result.map(\.answer))
+                }
             }
-        } catch let error as DNSError {
-            throw error
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw DNSError(domain: normalized, type: type.description, reason: "lookup not run: \(error)")
+        } onCancel: {
+            waiter.finish(.failure(CancellationError()))
         }
-        self.cache.store(result.answer, for: key, timeToLive: result.timeToLive ?? self.negativeTTL)
-        return result.answer
     }
 }
 
@@ -171,4 +185,41 @@ func normalizedDomainName(_ name: String) -> String? {
         guard (1...63).contains(label.utf8.count) else { return nil }
     }
     return name
+}
+
+/// The one continuation of a lookup, resumed by whichever comes first: the answer, or the caller's cancellation.
+private final class LookupWaiter: Sendable {
+    private enum State {
+        case idle
+        case waiting(CheckedContinuation<Answer, any Error>)
+        case finished
+    }
+
+    private let state = NIOLockedValueBox(State.idle)
+
+    /// Holds `continuation` until ``finish(_:)``; `false` (and the continuation resumed) when the lookup was
+    /// already cancelled.
+    func wait(with continuation: CheckedContinuation<Answer, any Error>) -> Bool {
+        let isCancelled = state.withLockedValue { state -> Bool in
+            guard case .idle = state else { return true }
+            state = .waiting(continuation)
+            return false
+        }
+        if isCancelled { continuation.resume(throwing: CancellationError()) }
+        return !isCancelled
+    }
+
+    var isWaiting: Bool {
+        state.withLockedValue { if case .waiting = $0 { true } else { false } }
+    }
+
+    /// Resumes the caller with `result`, unless it was resumed already.
+    func finish(_ result: Result<Answer, any Error>) {
+        let continuation = state.withLockedValue { state -> CheckedContinuation<Answer, any Error>? in
+            defer { state = .finished }
+            if case .waiting(let continuation) = state { return continuation }
+            return nil
+        }
+        continuation?.resume(with: result)
+    }
 }

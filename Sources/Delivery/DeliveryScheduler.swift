@@ -68,7 +68,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         var attempt = DeliveryAttempt(
             router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
             tlsPolicy: settings.tls, smarthostTLSPolicy: settings.smarthostTLS, smarthostCredentials: settings.smarthostCredentials,
-            opportunisticTLS: try? ClientTLS.opportunistic(), verifiedTLS: try? ClientTLS.verified(trustRoots: settings.trustRoots),
+            opportunisticTLS: settings.opportunisticTLS, verifiedTLS: settings.verifiedTLS,
             tlsFailures: tlsFailures
         )
         attempt.log = { line in logger.notice("\(line)") }
@@ -176,6 +176,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
                 await doorbell.wait(timeout: sleep)
                 await cache.sweep()
+            } catch where Task.isCancelled {
+                return  // shutdown stopped the read: nothing is wrong
             } catch {
                 logger.error("cannot read the queue", metadata: ["error": "\(error)"])
                 await doorbell.wait(timeout: .seconds(1))

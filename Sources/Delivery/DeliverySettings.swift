@@ -1,3 +1,4 @@
+import NIOSSL
 import PetrelConfig
 import SMTPProtocol
 
@@ -19,8 +20,12 @@ public struct DeliverySettings: Sendable {
     public var smarthostTLS: PetrelConfiguration.TLSPolicy
     /// The smarthost's AUTH credentials, the password read from `smarthost_password_file`.
     public var smarthostCredentials: ClientSession.Security.Credentials?
-    /// A CA file to trust instead of the system store when verifying (tests, private CAs); `nil`: the system's.
+    /// A CA file to trust instead of the system store when verifying (`delivery.tls_ca_file`); `nil`: the system's.
     public var trustRoots: String?
+    /// The client TLS contexts, made by ``loadTLS(_:)``: without them STARTTLS is never tried, and under
+    /// `required` every delivery waits.
+    public var opportunisticTLS: ClientTLS?
+    public var verifiedTLS: ClientTLS?
     /// How long a claimed recipient stays leased: a crashed worker's recipients fall due again after it.
     public var lease: Duration = .seconds(15 * 60)
     /// The longest the scheduler sleeps before it looks at the queue again. The operator's `petrel queue
@@ -49,6 +54,35 @@ public struct DeliverySettings: Sendable {
         tls = delivery.tls
         smarthostTLS = delivery.effectiveSmarthostTLS
         smarthostCredentials = nil
+        trustRoots = delivery.tlsCAFile
+    }
+
+    /// Makes the client TLS contexts. One that cannot be made stops start-up, `config check` and a reload,
+    /// naming the key and the file, rather than deferring every delivery that needs it until it expires.
+    public mutating func loadTLS(_ configuration: PetrelConfiguration) throws {
+        do {
+            opportunisticTLS = try ClientTLS.opportunistic()
+        } catch {
+            throw SettingsError(description: "delivery.tls: cannot make a TLS client context: \(error)")
+        }
+        let delivery = configuration.delivery
+        let verifies = delivery.tls == .required || delivery.effectiveSmarthostTLS == .required
+        guard verifies || trustRoots != nil else { return }
+        do {
+            verifiedTLS = try ClientTLS.verified(trustRoots: trustRoots)
+        } catch {
+            if let trustRoots {
+                throw SettingsError(description: "delivery.tls_ca_file: cannot load \(trustRoots): \(Self.describe(error))")
+            }
+            let key = delivery.tls == .required ? "delivery.tls" : "delivery.smarthost_tls"
+            throw SettingsError(description: "\(key): \"required\" verifies certificates against the system trust store, "
+                                + "which cannot be loaded (install ca-certificates, or set delivery.tls_ca_file): \(error)")
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if case NIOSSLError.noSuchFilesystemObject = error { return "no such file" }
+        return "not PEM CA certificates (\(error))"
     }
 
     /// Reads the smarthost password file (its first line) when a smarthost user is configured.

@@ -1,4 +1,5 @@
 import Authentication
+import DNSResolver
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
@@ -21,6 +22,7 @@ public final class InboundServer: Service, Sendable {
     private let listenAddresses: [(ListenAddress, ListenerKind)]
     private let tlsContext: NIOLockedValueBox<NIOSSLContext?>
     private let authenticator: Authenticator?
+    private let clientNames: (any ClientNameResolving)?
     private let committer: GroupCommitter
     private let logger: Logger
     private let group: any EventLoopGroup
@@ -37,8 +39,11 @@ public final class InboundServer: Service, Sendable {
     /// - Parameters:
     ///   - tlsContext: the server TLS context when a certificate is configured (``makeTLSContext(_:)``).
     ///   - authenticator: the SMTP AUTH users, when there is a users file.
+    ///   - clientNames: looks up each client's forward-confirmed name for the log and the `Received:` field;
+    ///     without it every client is `unknown`.
     public init(configuration: PetrelConfiguration, committer: GroupCommitter, logger: Logger,
                 tlsContext: NIOSSLContext? = nil, authenticator: Authenticator? = nil,
+                clientNames: (any ClientNameResolving)? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         let settings = InboundSettings(configuration)
         self.settings = NIOLockedValueBox(settings)
@@ -47,6 +52,7 @@ public final class InboundServer: Service, Sendable {
             + configuration.inbound.submissionsListen.map { ($0, .submissions) }
         self.tlsContext = NIOLockedValueBox(tlsContext)
         self.authenticator = authenticator
+        self.clientNames = clientNames
         self.committer = committer
         self.logger = logger
         self.group = group
@@ -126,32 +132,34 @@ public final class InboundServer: Service, Sendable {
         let tlsContext = self.tlsContext
         for (address, kind) in listenAddresses {
             if kind == .submissions && tlsContext.withLockedValue({ $0 }) == nil {
-                throw ListenerError(description: "\(address): submissions_listen needs [tls] certificate and key")
+                throw ListenError(address: address, key: kind.configurationKey, reason: "needs [tls] certificate and key")
             }
-            let listener = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                // Commands are short: reads start at 1 KiB (NIO's default is 2 KiB, kept per connection) and
-                // grow by themselves when DATA fills them.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
-                .bind(host: address.host, port: address.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
-                        let context = tlsContext.withLockedValue { $0 }
-                        if kind == .submissions, let context {
-                            // RFC 8314 §3: TLS from the first byte.
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+            let listener = try await ListenError.naming(address, kind.configurationKey) {
+                try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                    // Commands are short: reads start at 1 KiB (NIO's default is 2 KiB, kept per connection) and
+                    // grow by themselves when DATA fills them.
+                    .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
+                    .bind(host: address.host, port: address.port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let gate = ConnectionGate(timeout: TimeAmount(commandTimeout))
+                            let context = tlsContext.withLockedValue { $0 }
+                            if kind == .submissions, let context {
+                                // RFC 8314 §3: TLS from the first byte.
+                                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                            }
+                            try channel.pipeline.syncOperations.addHandler(gate)
+                            let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
+                                wrappingChannelSynchronously: channel,
+                                configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
+                            )
+                            return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
+                                                      listener: kind, tlsContext: context)
                         }
-                        try channel.pipeline.syncOperations.addHandler(gate)
-                        let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
-                        )
-                        return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
-                                                  listener: kind, tlsContext: context)
                     }
-                }
+            }
             listeners.append(listener)
         }
         return listeners
@@ -194,12 +202,21 @@ public final class InboundServer: Service, Sendable {
         defer { _ = sessions.withLockedValue { $0.shutdownNotices.removeValue(forKey: id) } }
         if isShuttingDown { notice() }
 
-        let driver = SessionDriver(connection: connection, client: client, settings: settings, listener: connection.listener,
-                                   committer: committer, authenticator: authenticator, tlsContext: connection.tlsContext, logger: logger)
-        do {
-            try await driver.run()
-        } catch {
-            logger.debug("session ended with an error", metadata: ["client": "\(client)", "error": "\(error)"])
+        let clientName = ClientName()
+        let driver = SessionDriver(connection: connection, client: client, clientName: clientName, settings: settings,
+                                   listener: connection.listener, committer: committer, authenticator: authenticator,
+                                   tlsContext: connection.tlsContext, logger: logger)
+        await withDiscardingTaskGroup { lookups in
+            // The client's name is looked up beside the session, which never waits for it; the lookup ends with it.
+            if let clientNames {
+                lookups.addTask { await clientName.look(up: client.description, with: clientNames) }
+            }
+            do {
+                try await driver.run()
+            } catch {
+                logger.debug("session ended with an error", metadata: ["client": "\(client)", "error": "\(error)"])
+            }
+            lookups.cancelAll()
         }
     }
 
@@ -212,6 +229,26 @@ public final class InboundServer: Service, Sendable {
     }
 }
 
-struct ListenerError: Error, CustomStringConvertible {
-    var description: String
+extension ListenerKind {
+    /// The configuration key of this kind of listener, for messages.
+    var configurationKey: String {
+        switch self {
+        case .relay: "inbound.listen"
+        case .submission: "inbound.submission_listen"
+        case .submissions: "inbound.submissions_listen"
+        }
+    }
+}
+
+extension ListenError {
+    /// Runs `bind`, and says which address and key a failure is about.
+    public static func naming<T>(_ address: ListenAddress, _ key: String, _ bind: () async throws -> T) async throws -> T {
+        do {
+            return try await bind()
+        } catch let error as IOError {
+            throw ListenError(address: address, key: key, errno: error.errnoCode)
+        } catch {
+            throw ListenError(address: address, key: key, reason: "\(error)")
+        }
+    }
 }

@@ -14,15 +14,18 @@ struct MessageBody {
 
     let queueID: String
     let spoolDirectory: String
+    /// Stopped while the spool file is written: the client is not to blame for a slow disk.
+    let readClock: ReadClock
     var decoder: DataDecoder
     var headers = HeaderSectionScanner()
     /// Decoded text not yet written to the spool file (all of it, while inline).
     var pending: ByteBuffer
     private(set) var spool: SpoolFile?
 
-    init(queueID: String, spoolDirectory: String, decoder: DataDecoder, allocator: ByteBufferAllocator) {
+    init(queueID: String, spoolDirectory: String, readClock: ReadClock, decoder: DataDecoder, allocator: ByteBufferAllocator) {
         self.queueID = queueID
         self.spoolDirectory = spoolDirectory
+        self.readClock = readClock
         self.decoder = decoder
         self.pending = allocator.buffer(capacity: 4096)
     }
@@ -42,10 +45,13 @@ struct MessageBody {
             pending.clear()
         } else if spool != nil ? pending.readableBytes >= Self.spoolChunk : pending.readableBytes > Self.inlineLimit {
             do {
-                if spool == nil {
-                    spool = try await SpoolFile.create(directory: spoolDirectory, name: queueID)
+                let clock = readClock
+                try await clock.stopped {
+                    if spool == nil {
+                        spool = try await SpoolFile.create(directory: spoolDirectory, name: queueID)
+                    }
+                    try await spool!.write(pending)
                 }
-                try await spool!.write(pending)
             } catch {
                 storageError = error
                 await spool?.discard()

@@ -14,6 +14,8 @@ import SMTPTransport
 struct SessionDriver {
     let connection: AcceptedConnection
     let client: IPAddress
+    /// The client's verified name, looked up beside the session (see ``ClientName``).
+    let clientName: ClientName
     let settings: InboundSettings
     let listener: ListenerKind
     let committer: GroupCommitter
@@ -24,6 +26,7 @@ struct SessionDriver {
     var authFailureDelay: Duration = .seconds(1)
 
     private var allocator: ByteBufferAllocator { connection.channel.channel.allocator }
+    private var readClock: ReadClock { ReadClock(gate: connection.gate, eventLoop: connection.channel.channel.eventLoop) }
 
     func run() async throws {
         try await connection.channel.executeThenClose { inbound, outbound in
@@ -83,7 +86,7 @@ struct SessionDriver {
                                 break processing
                             }
                             body = nil
-                            setTimeout(settings.commandTimeout)
+                            readClock.start(settings.commandTimeout)
                             switch session.dataFinished(current.summary) {
                             case .enqueue(let envelope, let missing):
                                 try await flush(&output, outbound)
@@ -94,7 +97,10 @@ struct SessionDriver {
                                     InboundMetrics.rejected(code: 452)
                                     action = session.enqueueFailed()
                                 } else {
-                                    action = await store(&current, envelope: envelope, missing: missing, session: &session)
+                                    // The client waits for our 250: the commit's time is not its silence.
+                                    action = await readClock.stopped {
+                                        await store(&current, envelope: envelope, missing: missing, session: &session)
+                                    }
                                 }
                                 action.reply.write(to: &output)
                             case let action:
@@ -127,10 +133,11 @@ struct SessionDriver {
                         case .beginData(let reply):
                             reply.write(to: &output)
                             try await flush(&output, outbound)
-                            setTimeout(settings.dataTimeout)
+                            readClock.start(settings.dataTimeout)
                             body = MessageBody(
                                 queueID: QueueID.make(),
                                 spoolDirectory: committer.store.spoolDirectory,
+                                readClock: readClock,
                                 decoder: DataDecoder(maximumSize: settings.session.maximumMessageSize,
                                                      lineEndingPolicy: settings.session.lineEndingPolicy),
                                 allocator: allocator
@@ -193,15 +200,18 @@ struct SessionDriver {
     /// RFC 4954: checks the credentials off the event loop; a failure waits a moment before it is told.
     private func verify(user: String, password: String, session: inout ServerSession) async -> ServerSession.Action {
         guard let authenticator else { return session.authenticationFailed() }
+        // A name that is no user's is not logged: it is often the password, typed into the wrong field.
+        var failure: Logger.Metadata = ["client": "\(client)"]
+        if let name = authenticator.loggableName(user) { failure["user"] = "\(name)" }
         if authenticator.isThrottled(client.description) {
-            logger.warning("AUTH refused: too many failures from this address", metadata: ["client": "\(client)", "user": "\(user)"])
+            logger.warning("AUTH refused: too many failures from this address", metadata: failure)
             return session.authenticationFailed(throttled: true)
         }
         if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
             logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }
-        logger.warning("AUTH failed", metadata: ["client": "\(client)", "user": "\(user)"])
+        logger.warning("AUTH failed", metadata: failure)
         InboundMetrics.authFailed()
         try? await Task.sleep(for: authFailureDelay)
         return session.authenticationFailed()
@@ -212,6 +222,8 @@ struct SessionDriver {
     private func store(
         _ body: inout MessageBody, envelope: Envelope, missing: ServerSession.MissingHeaders, session: inout ServerSession
     ) async -> ServerSession.Action {
+        var envelope = envelope
+        envelope.client.verifiedName = clientName.verified
         let now = Date()
         let seconds = Int64(now.timeIntervalSince1970)
         let hostname = settings.session.hostname
@@ -229,7 +241,7 @@ struct SessionDriver {
             )
             try await committer.enqueue(message)
             if logger.logLevel <= .info {
-                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.greetingName)[\(client)]"
+                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.verifiedName ?? "unknown")[\(client)], helo=\(envelope.client.greetingName)"
                 if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
                 if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
                 logger.info("\(line), status=queued")
@@ -241,13 +253,6 @@ struct SessionDriver {
             logger.error("\(body.queueID): queue write failed, status=refused (452 4.3.1): \(error)")
             InboundMetrics.rejected(code: 452)
             return session.enqueueFailed()
-        }
-    }
-
-    private func setTimeout(_ duration: Duration) {
-        let gate = connection.gate
-        connection.channel.channel.eventLoop.execute {
-            gate.value.setTimeout(TimeAmount(duration))
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// An operator's action on queued messages: `petrel queue hold|release|retry|delete|bounce`. See
-/// ``QueueStore/perform(_:on:now:report:)`` for what each does, and to a message being delivered.
+/// ``QueueStore/perform(_:on:requestedBy:now:report:)`` for what each does, and to a message being delivered.
 public enum QueueAction: Sendable, Equatable {
     /// Never delivered nor expired until released.
     case hold
@@ -22,6 +22,14 @@ public enum QueueAction: Sendable, Equatable {
         case .retry: "retry"
         case .delete: "delete"
         case .bounce: "bounce"
+        }
+    }
+
+    /// `delete` and `bounce` of a recipient being delivered wait for that attempt to end (`pending_action`).
+    var waitsForAttempts: Bool {
+        switch self {
+        case .delete, .bounce: true
+        case .hold, .release, .retry: false
         }
     }
 

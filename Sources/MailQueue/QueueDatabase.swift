@@ -13,8 +13,14 @@ public enum QueueDatabase {
         public var sql: String
     }
 
-    /// The migrations, in order. Their text is `/migrations/*.sql`, embedded at build time.
-    public static let migrations: [Migration] = [
+    /// The migrations, in the order of their numbers. Their text is `/migrations/*.sql`, embedded at build time.
+    public static let migrations: [Migration] = (numbered + [operatorAudit]).sorted { $0.name < $1.name }
+
+    /// 0004, the operator's audit trail, is registered on its own line, away from the list below, so that
+    /// 0003 (written at the same time elsewhere) joins the list without touching it. The sort orders them.
+    static let operatorAudit = Migration(name: "0004_operator_audit", sql: String(decoding: PackageResources._004_operator_audit_sql, as: UTF8.self))
+
+    private static let numbered: [Migration] = [
         Migration(name: "0001_queue", sql: String(decoding: PackageResources._001_queue_sql, as: UTF8.self)),
         Migration(name: "0002_queue_admin", sql: String(decoding: PackageResources._002_queue_admin_sql, as: UTF8.self)),
     ]

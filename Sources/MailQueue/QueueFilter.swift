@@ -8,9 +8,10 @@ import GRDB
 /// (`retry`, `delete`, `bounce`) then works on those recipients only. The others are about the message
 /// (`sender`, `arrivedBefore`, the `held` state) and take in all its recipients.
 public struct QueueFilter: Sendable, Equatable {
-    /// A recipient's state in the queue, or `held` for a message on hold.
+    /// A recipient's state in the queue, or `held` for a message on hold. (No `delivered`: delivered mail
+    /// leaves the queue, and the delivered recipients of a message still queued are not what anyone looks for.)
     public enum State: String, Sendable, CaseIterable {
-        case queued, deferred, held, delivered, failed
+        case queued, deferred, held, failed
     }
 
     public var state: State?

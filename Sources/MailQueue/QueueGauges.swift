@@ -26,6 +26,8 @@ public struct QueueGauges: Service {
                 let started = ContinuousClock.now
                 do {
                     try await refresh()
+                } catch where Task.isCancelled {
+                    // Shutdown stopped the read: nothing is wrong.
                 } catch {
                     logger.warning("cannot read queue depth for metrics", metadata: ["error": "\(error)"])
                 }

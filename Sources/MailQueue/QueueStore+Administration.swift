@@ -45,9 +45,13 @@ extension QueueStore {
     ///   action when a lease has run out with nobody to record it.
     ///
     /// So a recipient is delivered once or acted on, never both, and never lost.
+    ///
+    /// **Audited.** Each message acted on gets an entry in `operator_audit`, in the same transaction, naming
+    /// `request`'s operator and reason; the server logs it (``logOperatorAudit(_:)``). A `delete` or `bounce`
+    /// that waits for an attempt is logged once that attempt has ended, with the recipients it reached.
     @discardableResult
     public func perform(
-        _ action: QueueAction, on selection: QueueSelection, now: Date = Date(),
+        _ action: QueueAction, on selection: QueueSelection, requestedBy request: ActionRequest, now: Date = Date(),
         report: ([QueueActionResult]) throws -> Void = { _ in }
     ) throws -> [QueueActionResult] {
         // First what leases that ran out left waiting.
@@ -71,7 +75,7 @@ extension QueueStore {
                             batch.results.append(QueueActionResult(queueID: queueID, outcome: .notFound))
                             continue
                         }
-                        try batch.add(self.act(action, on: message, scope: nil, now: now, in: db), message: message)
+                        try batch.add(self.act(action, on: message, scope: nil, request: request, now: now, in: db), message: message)
                     }
                     return (batch.results, batch.spoolFiles, batch.results.count)
                 }
@@ -114,7 +118,7 @@ extension QueueStore {
                         for key in rest where !batch.isFull {
                             taken += 1
                             guard let message = byID[key.id] else { continue }  // no longer matches
-                            try batch.add(self.act(action, on: message, scope: scope, now: now, in: db), message: message)
+                            try batch.add(self.act(action, on: message, scope: scope, request: request, now: now, in: db), message: message)
                         }
                         return (batch.results, batch.spoolFiles, taken)
                     }
@@ -149,11 +153,31 @@ extension QueueStore {
         }
     }
 
-    /// One message: the action on its pending recipients (those `scope` selects), inside the caller's
-    /// transaction. Returns the result and the spool file to remove once committed.
+    /// One message: the action on its pending recipients (those `scope` selects) and its audit entry, inside
+    /// the caller's transaction. Returns the result and the spool file to remove once committed.
     private func act(
-        _ action: QueueAction, on message: Row, scope: (sql: String, arguments: StatementArguments)?, now: Date, in db: Database
+        _ action: QueueAction, on message: Row, scope: (sql: String, arguments: StatementArguments)?, request: ActionRequest,
+        now: Date, in db: Database
     ) throws -> (QueueActionResult, String?) {
+        let (result, leased, spoolFile) = try change(action, on: message, scope: scope, now: now, in: db)
+        switch result.outcome {
+        case .held, .released, .retried, .deleted, .deletePending, .bounced, .bouncePending:
+            let auditID = try recordAudit(action, result: result, wholeMessage: scope == nil, request: request, now: now, in: db)
+            for recipient in leased {
+                try recordHandOver(recipientID: recipient["id"], address: recipient["address"], to: auditID, in: db)
+                try recordPendingAction(action, recipientID: recipient["id"], auditID: auditID, now: now, in: db)
+            }
+        case .alreadyHeld, .notHeld, .onHold, .inDelivery, .nothingPending, .notFound:
+            break
+        }
+        return (result, spoolFile)
+    }
+
+    /// What ``act(_:on:scope:request:now:in:)`` does to the queue, but for the pending actions: returns the
+    /// result, the leased recipients a `delete` or `bounce` waits for, and the spool file to remove.
+    private func change(
+        _ action: QueueAction, on message: Row, scope: (sql: String, arguments: StatementArguments)?, now: Date, in db: Database
+    ) throws -> (QueueActionResult, leased: [Row], spoolFile: String?) {
         let messageID: Int64 = message["id"]
         let queueID: String = message["queue_id"]
         let isHeld: Bool = message["is_held"]
@@ -173,46 +197,41 @@ extension QueueStore {
 
         switch action {
         case .hold:
-            guard !isHeld else { return (QueueActionResult(queueID: queueID, outcome: .alreadyHeld, inDelivery: inDelivery), nil) }
+            guard !isHeld else { return (QueueActionResult(queueID: queueID, outcome: .alreadyHeld, inDelivery: inDelivery), [], nil) }
             try db.execute(sql: "UPDATE message SET is_held = 1 WHERE id = ?", arguments: [messageID])
-            return (QueueActionResult(queueID: queueID, outcome: .held, inDelivery: inDelivery), nil)
+            return (QueueActionResult(queueID: queueID, outcome: .held, inDelivery: inDelivery), [], nil)
 
         case .release:
-            guard isHeld else { return (QueueActionResult(queueID: queueID, outcome: .notHeld, inDelivery: inDelivery), nil) }
+            guard isHeld else { return (QueueActionResult(queueID: queueID, outcome: .notHeld, inDelivery: inDelivery), [], nil) }
             try db.execute(sql: "UPDATE message SET is_held = 0 WHERE id = ?", arguments: [messageID])
             try makeDue(free, at: nowMS, in: db)
-            return (QueueActionResult(queueID: queueID, outcome: .released, recipients: freeAddresses, inDelivery: inDelivery), nil)
+            return (QueueActionResult(queueID: queueID, outcome: .released, recipients: freeAddresses, inDelivery: inDelivery), [], nil)
 
         case .retry:
-            if isHeld { return (QueueActionResult(queueID: queueID, outcome: .onHold, inDelivery: inDelivery), nil) }
+            if isHeld { return (QueueActionResult(queueID: queueID, outcome: .onHold, inDelivery: inDelivery), [], nil) }
             if !free.isEmpty {
                 try makeDue(free, at: nowMS, in: db)
-                return (QueueActionResult(queueID: queueID, outcome: .retried, recipients: freeAddresses, inDelivery: inDelivery), nil)
+                return (QueueActionResult(queueID: queueID, outcome: .retried, recipients: freeAddresses, inDelivery: inDelivery), [], nil)
             }
-            return (QueueActionResult(queueID: queueID, outcome: leased.isEmpty ? .nothingPending : .inDelivery, inDelivery: inDelivery), nil)
+            return (QueueActionResult(queueID: queueID, outcome: leased.isEmpty ? .nothingPending : .inDelivery, inDelivery: inDelivery), [], nil)
 
         case .delete:
             let statement = try db.cachedStatement(sql: "DELETE FROM recipient WHERE id = ?")
             for recipient in free {
                 try statement.execute(arguments: [recipient["id"] as Int64])
             }
-            for recipient in leased {
-                try recordPendingAction("delete", recipientID: recipient["id"], reason: nil, notification: nil, now: nowMS, in: db)
-            }
             let removal = try removeIfFinished(messageID: messageID, in: db)
             let outcome: QueueActionResult.Outcome = !free.isEmpty || (removal.isRemoved && scope == nil)
                 ? .deleted : leased.isEmpty ? .nothingPending : .deletePending
-            return (QueueActionResult(queueID: queueID, outcome: outcome, recipients: freeAddresses, inDelivery: inDelivery, isRemoved: removal.isRemoved), removal.spoolFile)
+            return (QueueActionResult(queueID: queueID, outcome: outcome, recipients: freeAddresses, inDelivery: inDelivery, isRemoved: removal.isRemoved),
+                    leased, removal.spoolFile)
 
         case .bounce(let reason, let notification):
             let notice = free.isEmpty ? nil : try bounce(free, of: message, reason: reason, notification: notification, now: now, in: db)
-            for recipient in leased {
-                try recordPendingAction("bounce", recipientID: recipient["id"], reason: reason, notification: notification, now: nowMS, in: db)
-            }
             let removal = try removeIfFinished(messageID: messageID, in: db)
             let outcome: QueueActionResult.Outcome = !free.isEmpty ? .bounced : leased.isEmpty ? .nothingPending : .bouncePending
             return (QueueActionResult(queueID: queueID, outcome: outcome, recipients: freeAddresses, inDelivery: inDelivery,
-                                      notification: notice, isRemoved: removal.isRemoved), removal.spoolFile)
+                                      notification: notice, isRemoved: removal.isRemoved), leased, removal.spoolFile)
         }
     }
 
@@ -227,7 +246,7 @@ extension QueueStore {
         var rows: [Row] = []
         let select = """
             SELECT r.*, p.action AS pending_action, p.reason AS pending_reason, p.reporting_mta AS pending_reporting_mta,
-                   p.notification_lifetime AS pending_lifetime
+                   p.notification_lifetime AS pending_lifetime, p.audit_id AS pending_audit_id
             FROM pending_action p JOIN recipient r ON r.id = p.recipient_id
             """
         if let recipientIDs {
@@ -262,6 +281,9 @@ extension QueueStore {
             }
             if Self.isLeased(row, at: nowMS) { continue }
             touched.insert(messageID)
+            if let auditID: Int64 = row["pending_audit_id"] {
+                try recordAudited(recipient: row["address"], auditID: auditID, in: db)
+            }
             switch row["pending_action"] as String {
             case "delete":
                 try db.execute(sql: "DELETE FROM recipient WHERE id = ?", arguments: [recipientID])
@@ -284,18 +306,24 @@ extension QueueStore {
         return touched
     }
 
-    private func recordPendingAction(
-        _ action: String, recipientID: Int64, reason: String?, notification: SenderNotification?, now: Int64, in db: Database
-    ) throws {
+    /// A later request for the same recipient replaces an earlier one; the earlier one's audit entry is then
+    /// logged with what it had reached.
+    private func recordPendingAction(_ action: QueueAction, recipientID: Int64, auditID: Int64, now: Date, in db: Database) throws {
+        var reason: String?
+        var notification: SenderNotification?
+        if case .bounce(let words, let notice) = action {
+            reason = words
+            notification = notice
+        }
         try db.execute(sql: """
-            INSERT INTO pending_action (recipient_id, action, reason, reporting_mta, notification_lifetime, requested_at)
-            VALUES (?, ?, ?, ?, ?, ?)
+            INSERT INTO pending_action (recipient_id, action, reason, reporting_mta, notification_lifetime, requested_at, audit_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (recipient_id) DO UPDATE SET action = excluded.action, reason = excluded.reason,
                 reporting_mta = excluded.reporting_mta, notification_lifetime = excluded.notification_lifetime,
-                requested_at = excluded.requested_at
+                requested_at = excluded.requested_at, audit_id = excluded.audit_id
             """, arguments: [
-                recipientID, action, reason, notification?.reportingMTA,
-                notification.map { Int64(($0.lifetime * 1000).rounded()) }, now,
+                recipientID, action.name, reason, notification?.reportingMTA,
+                notification.map { Int64(($0.lifetime * 1000).rounded()) }, now.unixMilliseconds, auditID,
             ])
     }
 
@@ -340,10 +368,7 @@ extension QueueStore {
 
     /// `550 5.0.0 Returned by the postmaster: REASON`, on one line.
     static func operatorBounceReply(reason: String?) -> SMTPReply {
-        let words = reason.map { text in
-            String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) })
-                .split(separator: " ").joined(separator: " ")
-        } ?? ""
+        let words = reason.map(singleLine) ?? ""
         return SMTPReply(550, EnhancedStatusCode(5, 0, 0), words.isEmpty ? "Returned by the postmaster" : "Returned by the postmaster: \(words)")
     }
 

@@ -7,7 +7,7 @@ import SMTPProtocol
 /// never itself be bounced.
 ///
 /// The delivery engine's bounces, delay warnings and "relayed" notices (`NotificationFactory`) and the
-/// operator's bounces (``QueueStore/perform(_:on:now:report:)``) are all made here.
+/// operator's bounces (``QueueStore/perform(_:on:requestedBy:now:report:)``) are all made here.
 public struct SenderNotification: Sendable, Equatable {
     /// This relay's host name: the reporting MTA and the domain of `MAILER-DAEMON@…`.
     public var reportingMTA: String

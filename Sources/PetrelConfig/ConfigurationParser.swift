@@ -118,6 +118,10 @@ extension PetrelConfiguration {
                 configuration.delivery.smarthostPasswordFile = value.isEmpty ? nil : value
                 return ()
             }
+            try delivery.string("tls_ca_file") { value in
+                configuration.delivery.tlsCAFile = value.isEmpty ? nil : value
+                return ()
+            }
             if configuration.delivery.retryMax < configuration.delivery.retryMin {
                 throw delivery.error("retry_max", "must not be shorter than retry_min")
             }

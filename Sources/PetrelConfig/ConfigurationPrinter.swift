@@ -50,6 +50,7 @@ extension PetrelConfiguration {
         lines.append("smarthost_tls = \(quoted(delivery.effectiveSmarthostTLS.rawValue))")
         lines.append("smarthost_user = \(quoted(delivery.smarthostUser ?? ""))")
         lines.append("smarthost_password_file = \(quoted(delivery.smarthostPasswordFile ?? ""))")
+        lines.append("tls_ca_file = \(quoted(delivery.tlsCAFile ?? ""))")
         lines.append("")
         lines.append("[routes]")
         for domain in routes.keys.sorted() {

@@ -124,6 +124,9 @@ public struct PetrelConfiguration: Sendable, Equatable {
         public var smarthostTLS: TLSPolicy?
         public var smarthostUser: String?
         public var smarthostPasswordFile: String?
+        /// PEM CA certificates that verify a next hop's certificate under `required` TLS, instead of the
+        /// system trust store (a private CA); `nil`: the system's.
+        public var tlsCAFile: String?
 
         /// The policy toward the smarthost: credentials never travel in plaintext.
         public var effectiveSmarthostTLS: TLSPolicy { smarthostTLS ?? (smarthostUser != nil ? .required : .opportunistic) }
@@ -145,10 +148,10 @@ public struct PetrelConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    /// The embedded defaults, with relative paths resolved against the working directory.
+    /// The embedded defaults, as documented (relative paths are still relative).
     public static var defaults: PetrelConfiguration { PetrelConfiguration() }
 
-    /// Loads a configuration file. Relative paths in it resolve against its folder.
+    /// Loads a configuration file. Relative paths in it resolve against its folder, and become absolute.
     public static func load(file: String) throws -> PetrelConfiguration {
         let text: String
         do {
@@ -158,24 +161,35 @@ public struct PetrelConfiguration: Sendable, Equatable {
         }
         var configuration = try parse(toml: text, file: file)
         let folder = (file as NSString).deletingLastPathComponent
-        let base = folder.isEmpty ? "." : folder
-        configuration.queue.path = resolve(configuration.queue.path, against: base)
-        configuration.auth.usersFile = resolve(configuration.auth.usersFile, against: base)
-        configuration.tls.certificate = configuration.tls.certificate.map { resolve($0, against: base) }
-        configuration.tls.key = configuration.tls.key.map { resolve($0, against: base) }
-        configuration.delivery.smarthostPasswordFile = configuration.delivery.smarthostPasswordFile.map { resolve($0, against: base) }
+        configuration.resolvePaths(against: folder.isEmpty ? "." : folder)
         configuration.sourceFile = file
         return configuration
     }
 
-    /// Loads `file`, or the defaults when it is `nil`.
+    /// Loads `file`, or the defaults when it is `nil`, their paths resolved against the working directory.
     public static func load(file: String?) throws -> PetrelConfiguration {
         if let file { return try load(file: file) }
-        return defaults
+        var configuration = defaults
+        configuration.resolvePaths(against: ".")
+        return configuration
     }
 
+    /// Makes every path absolute: a relative one is taken from `folder`, itself taken from the working
+    /// directory when relative. (`config check --print` shows the files the relay will use.)
+    mutating func resolvePaths(against folder: String) {
+        let base = Self.resolve(folder, against: FileManager.default.currentDirectoryPath)
+        queue.path = Self.resolve(queue.path, against: base)
+        auth.usersFile = Self.resolve(auth.usersFile, against: base)
+        tls.certificate = tls.certificate.map { Self.resolve($0, against: base) }
+        tls.key = tls.key.map { Self.resolve($0, against: base) }
+        delivery.smarthostPasswordFile = delivery.smarthostPasswordFile.map { Self.resolve($0, against: base) }
+        delivery.tlsCAFile = delivery.tlsCAFile.map { Self.resolve($0, against: base) }
+    }
+
+    /// `path` if absolute, else `folder/path`, with `.` and `..` taken out.
     static func resolve(_ path: String, against folder: String) -> String {
-        path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
+        let joined = path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
+        return URL(fileURLWithPath: joined).standardized.path
     }
 
     public static func systemHostname() -> String {

@@ -6,6 +6,11 @@ import NIOTLS
 /// the client side alike. It passes bytes on as ``ConnectionEvent``s, keeps the read timeout (the task
 /// sets it as the protocol state changes: RFC 5321 §4.5.3.2 gives each wait its own), and injects the
 /// shutdown notice so that it arrives in order with the peer's input.
+///
+/// The timeout measures the peer's silence only: while the task does its own work (a commit, a spool
+/// write) it stops the clock (``suspendTimeout()``), since reads pause then too (backpressure), and a peer
+/// still sending would otherwise be timed out for the time we took. Time is the event loop's (`now`), so
+/// tests drive it with an embedded loop.
 public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ConnectionEvent
@@ -18,6 +23,8 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     private var timer: Scheduled<Void>?
     private var timerFiresAt: NIODeadline = .distantFuture
     private var context: ChannelHandlerContext?
+    /// The task is busy with its own work: the peer is not being waited for.
+    private var isSuspended = false
 
     public init(timeout: TimeAmount) {
         self.timeout = timeout
@@ -87,6 +94,21 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
     /// Sets the timeout for the wait that starts now. Call on the event loop.
     public func setTimeout(_ timeout: TimeAmount) {
         self.timeout = timeout
+        isSuspended = false
+        armTimer()
+    }
+
+    /// Stops the clock while the task does its own work: no timeout fires, and reads do not start the clock,
+    /// until ``resumeTimeout()`` or ``setTimeout(_:)``. Call on the event loop.
+    public func suspendTimeout() {
+        isSuspended = true
+        deadline = .distantFuture
+    }
+
+    /// Starts the clock again after ``suspendTimeout()``: the current timeout runs from now. Call on the
+    /// event loop.
+    public func resumeTimeout() {
+        isSuspended = false
         armTimer()
     }
 
@@ -99,8 +121,8 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
 
     /// Starts the wait's clock now: the timeout runs from this moment.
     private func armTimer() {
-        guard context != nil else { return }
-        deadline = .now() + timeout
+        guard let context, !isSuspended else { return }
+        deadline = context.eventLoop.now + timeout
         if timer == nil || deadline < timerFiresAt { schedule(at: deadline) }
     }
 
@@ -117,7 +139,7 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
         timer = nil
         timerFiresAt = .distantFuture
         guard let context, deadline != .distantFuture else { return }
-        if NIODeadline.now() < deadline {
+        if context.eventLoop.now < deadline {
             // Input arrived since the check was scheduled: look again when the wait really ends.
             schedule(at: deadline)
             return

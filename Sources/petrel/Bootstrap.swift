@@ -25,16 +25,18 @@ enum Bootstrap {
         signal(SIGHUP, SIG_IGN)
     }
 
-    /// Loads the configuration or exits with a message that names the file and the key.
+    /// Loads the configuration `option` names (see ``ConfigOption/source``) or exits with a message that
+    /// names the file and the key.
     static func loadConfiguration(_ option: ConfigOption) throws -> PetrelConfiguration {
         do {
-            return try PetrelConfiguration.load(file: option.config)
+            return try PetrelConfiguration.load(file: option.source.file)
         } catch let error as ConfigurationError {
             printError("configuration error: \(error)")
             throw ExitCode.failure
         }
     }
 
+    /// Opens the queue, creating it when there is none: for `serve`.
     static func openQueue(_ configuration: PetrelConfiguration) throws -> QueueStore {
         do {
             return try QueueStore.open(path: configuration.queue.path)
@@ -42,6 +44,17 @@ enum Bootstrap {
             printError("cannot open the queue at \(configuration.queue.path): \(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// Opens the queue the configuration names, or exits saying which configuration named it when there
+    /// is none there: the queue commands never create one (an empty queue in the wrong folder would look
+    /// like a queue with nothing in it).
+    static func openExistingQueue(_ configuration: PetrelConfiguration, _ option: ConfigOption) throws -> QueueStore {
+        guard FileManager.default.fileExists(atPath: configuration.queue.path) else {
+            printError("no queue at \(configuration.queue.path): queue.path of \(option.source); `petrel serve` creates it")
+            throw ExitCode.failure
+        }
+        return try openQueue(configuration)
     }
 
     static func printError(_ message: String) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PetrelConfig
 
 /// `petrel`: the relay and its operator's tools.
 @main
@@ -12,6 +13,9 @@ struct PetrelCommand: AsyncParsableCommand {
 
 /// The option every subcommand takes, so that the CLI finds the same queue as the server.
 struct ConfigOption: ParsableArguments {
-    @Option(name: .long, help: "The configuration file (TOML). Without it, the embedded defaults apply.")
+    @Option(name: .long, help: "The configuration file (TOML). Without it: $PETREL_CONFIG, else /etc/petrel/petrel.toml if it exists, else the embedded defaults.")
     var config: String?
+
+    /// `--config`, or where the CLI looks without it.
+    var source: ConfigurationSource { ConfigurationSource.locate(option: config) }
 }

@@ -5,13 +5,15 @@ import PetrelConfig
 
 /// `petrel queue hold|release|retry|delete|bounce`: actions on messages named by queue id or chosen by a
 /// filter. Each prints one line per message saying what it did (`--json`: one object per message).
-/// See `QueueStore.perform(_:on:now:report:)` for what happens to a message being delivered meanwhile.
+/// See `QueueStore.perform(_:on:requestedBy:now:report:)` for what happens to a message being delivered meanwhile.
+/// The server logs one line per message acted on, naming the Unix user and `--reason` (``OperatorAuditLog``).
 enum QueueActionCommand {
     /// Which messages: queue ids, or `--all`, or filters.
     struct Target: ParsableArguments {
         @Argument(help: ArgumentHelp("Queue ids.", valueName: "queue-id")) var queueIDs: [String] = []
         @Flag(help: "Every message in the queue.") var all = false
         @OptionGroup var filter: QueueFilterOptions
+        @Option(help: "Why: written to the server's log with the action (and for bounce, into the bounce).") var reason: String?
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
@@ -25,8 +27,8 @@ enum QueueActionCommand {
             if all && !filter.isEmpty {
                 throw ValidationError("--all takes no filter")
             }
-            if let state = filter.state, state == "delivered" || state == "failed" {
-                throw ValidationError("--state \(state) selects nothing to act on; actions take --state queued, deferred or held")
+            if filter.state == "failed" {
+                throw ValidationError("--state failed selects nothing to act on; actions take --state queued, deferred or held")
             }
         }
 
@@ -43,12 +45,13 @@ enum QueueActionCommand {
 
     static func run(_ makeAction: (PetrelConfiguration) -> QueueAction, target: Target, options: ConfigOption) throws {
         let configuration = try Bootstrap.loadConfiguration(options)
-        let store = try Bootstrap.openQueue(configuration)
+        let store = try Bootstrap.openExistingQueue(configuration, options)
         let action = makeAction(configuration)
+        let request = ActionRequest(operatorName: OperatorName.current(), reason: target.reason)
         let now = Date()
         var notFound = 0
         var count = 0
-        let results = try store.perform(action, on: try target.selection(now: now), now: now) { batch in
+        let results = try store.perform(action, on: try target.selection(now: now), requestedBy: request, now: now) { batch in
             for result in batch {
                 count += 1
                 if result.outcome == .notFound { notFound += 1 }
@@ -166,10 +169,9 @@ enum QueueActionCommand {
         )
         @OptionGroup var options: ConfigOption
         @OptionGroup var target: Target
-        @Option(help: "The reason, for the bounce.") var reason: String?
 
         func run() async throws {
-            let reason = reason
+            let reason = target.reason
             try QueueActionCommand.run({ configuration in
                 .bounce(reason: reason, notification: SenderNotification(
                     reportingMTA: configuration.hostname,

@@ -47,7 +47,7 @@ struct QueueCommand: AsyncParsableCommand {
 
         func run() async throws {
             let queueFilter = try filter.queueFilter(now: Date())
-            let store = try Bootstrap.openQueue(try Bootstrap.loadConfiguration(options))
+            let store = try Bootstrap.openExistingQueue(try Bootstrap.loadConfiguration(options), options)
             let messages = try store.listMessages(matching: queueFilter, after: after, limit: limit)
             if json {
                 try QueueOutput.printJSON(messages)
@@ -69,7 +69,7 @@ struct QueueCommand: AsyncParsableCommand {
         @Argument(help: "The queue id.") var queueID: String
 
         func run() async throws {
-            let store = try Bootstrap.openQueue(try Bootstrap.loadConfiguration(options))
+            let store = try Bootstrap.openExistingQueue(try Bootstrap.loadConfiguration(options), options)
             let queueID = queueID.uppercased()
             guard let message = try store.message(queueID: queueID) else {
                 Bootstrap.printError("no message \(queueID) in the queue")
@@ -108,7 +108,7 @@ struct QueueCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let store = try Bootstrap.openQueue(try Bootstrap.loadConfiguration(options))
+            let store = try Bootstrap.openExistingQueue(try Bootstrap.loadConfiguration(options), options)
             let statistics = try store.statistics(now: Date(), top: top)
             if json {
                 try QueueOutput.printJSON(statistics)
@@ -121,7 +121,7 @@ struct QueueCommand: AsyncParsableCommand {
 
 /// The filter options shared by `list` and the actions.
 struct QueueFilterOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Messages with a recipient in this state, or on hold.", valueName: "queued|deferred|held|delivered|failed"))
+    @Option(help: ArgumentHelp("Messages with a recipient in this state, or on hold.", valueName: "queued|deferred|held|failed"))
     var state: String?
     @Option(help: "Messages with a recipient at this domain.") var domain: String?
     @Option(help: ArgumentHelp("Messages from this sender; @domain for any sender there, <> for bounces.", valueName: "address"))

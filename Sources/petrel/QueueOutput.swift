@@ -75,9 +75,16 @@ enum QueueOutput {
         return lines.joined(separator: "\n")
     }
 
+    /// One line of at most `length` characters: a longer text ends at the last word that fits, then `…`
+    /// (a single word longer than that is cut inside).
     static func cut(_ text: String, to length: Int) -> String {
         let line = text.split(whereSeparator: \.isNewline).joined(separator: " ")
-        return line.count <= length ? line : String(line.prefix(length - 1)) + "…"
+        guard line.count > length else { return line }
+        let room = line.prefix(length - 1)
+        let words = line[room.endIndex] == " " ? room : room[..<(room.lastIndex(of: " ") ?? room.endIndex)]
+        var kept = words.isEmpty ? room : words
+        while let last = kept.last, last == " " || last == "," || last == ";" { kept = kept.dropLast() }
+        return String(kept) + "…"
     }
 
     static func details(_ message: QueuedMessage) -> String {

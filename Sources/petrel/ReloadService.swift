@@ -37,6 +37,7 @@ struct ReloadService: Service {
             let users = try UsersFile.load(path: configuration.auth.usersFile)
             var delivery = DeliverySettings(configuration)
             try delivery.loadSmarthostCredentials(configuration)
+            try delivery.loadTLS(configuration)
             Bootstrap.applyLogSettings(configuration)
             server.update(configuration: configuration)
             server.update(tlsContext: tlsContext)

@@ -38,9 +38,15 @@ struct ServeCommand: AsyncParsableCommand {
         // Blocking DNS lookups get their own threads, so a dead name server cannot starve the spool I/O.
         let dnsThreads = NIOThreadPool(numberOfThreads: 16)
         dnsThreads.start()
+        // Clients' names (PTR, then A/AAAA) have threads of their own too: a flood of clients whose reverse
+        // zones never answer must not hold up delivery's lookups.
+        let clientNameThreads = NIOThreadPool(numberOfThreads: 4)
+        clientNameThreads.start()
         let resolver: SystemResolver
+        let clientNames: SystemResolver
         do {
             resolver = try SystemResolver(servers: configuration.delivery.dnsServers, threadPool: dnsThreads)
+            clientNames = try SystemResolver(servers: configuration.delivery.dnsServers, threadPool: clientNameThreads)
         } catch {
             Bootstrap.printError("configuration error: \(configuration.sourceFile ?? "(defaults)"): delivery.dns_servers: \(error)")
             throw ExitCode.failure
@@ -50,12 +56,13 @@ struct ServeCommand: AsyncParsableCommand {
         let committer = GroupCommitter(store: store, logger: logger)
         let scheduler = DeliveryScheduler(store: store, committer: committer, settings: deliverySettings, resolver: resolver, logger: logger)
         let server = InboundServer(configuration: configuration, committer: committer, logger: logger,
-                                   tlsContext: security.tlsContext, authenticator: security.authenticator)
+                                   tlsContext: security.tlsContext, authenticator: security.authenticator, clientNames: clientNames)
         // Shutdown runs in reverse order: the listener stops first, then delivery finishes what is in
         // flight, then the committer writes what is left.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: committer),
             .init(service: QueueGauges(store: store, logger: logger)),
+            .init(service: OperatorAuditLog(store: store, logger: logger)),
         ]
         if let address = configuration.metrics.listen {
             services.append(.init(service: MetricsServer(address: address, registry: registry, logger: logger)))
@@ -81,12 +88,17 @@ struct ServeCommand: AsyncParsableCommand {
             "config": "\(configuration.sourceFile ?? "(defaults)")",
             "queue": "\(configuration.queue.path)",
         ])
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as ListenError {
+            Bootstrap.printError("\(error)")
+            throw ExitCode.failure
+        }
         logger.info("petrel stopped")
     }
 
-    /// The TLS certificate, the AUTH users and the smarthost password: every file is read at start-up,
-    /// and a problem names the key and the file.
+    /// The TLS certificate, the AUTH users, the smarthost password and the client TLS contexts (with
+    /// `delivery.tls_ca_file`): every file is read at start-up, and a problem names the key and the file.
     static func loadSecurity(
         _ configuration: PetrelConfiguration, delivery: inout DeliverySettings
     ) throws -> (tlsContext: NIOSSLContext?, authenticator: Authenticator) {
@@ -107,6 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         do {
             try delivery.loadSmarthostCredentials(configuration)
+            try delivery.loadTLS(configuration)
         } catch {
             Bootstrap.printError("configuration error: \(file): \(error)")
             throw ExitCode.failure

@@ -27,6 +27,13 @@ struct AuthenticatorTests {
         #expect(await authenticator.authenticate(name: "APP", password: "right", from: "192.0.2.1") == nil)
     }
 
+    @Test func onlyTheNamesOfRealUsersMayBeLogged() {
+        let authenticator = Authenticator(users: Self.users)
+        #expect(authenticator.loggableName("app") == "app")
+        #expect(authenticator.loggableName("hunter2") == nil)
+        #expect(authenticator.loggableName("APP") == nil)
+    }
+
     @Test func throttlesAnAddressAfterTooManyFailures() async {
         let authenticator = Authenticator(users: Self.users, maximumFailures: 3)
         for attempt in 1...3 {

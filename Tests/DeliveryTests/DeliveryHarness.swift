@@ -38,6 +38,7 @@ struct DeliveryHarness {
         let store = try QueueStore.open(path: configuration.queue.path)
         let logger = Logger(label: "delivery-test")
         var settings = DeliverySettings(configuration)
+        try settings.loadTLS(configuration)
         settings.idlePoll = .milliseconds(200)
         let resolver = try SystemResolver(servers: configuration.delivery.dnsServers, timeout: .seconds(1), attempts: 1)
         let committer = GroupCommitter(store: store, logger: logger)

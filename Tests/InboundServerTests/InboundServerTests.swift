@@ -1,6 +1,8 @@
+import DNSResolver
 import Foundation
 import Logging
 import MailQueue
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PetrelConfig
@@ -13,6 +15,7 @@ struct InboundServerTests {
     /// Runs a server on an ephemeral port with `configure` applied, and hands the test its address and store.
     static func withServer(
         _ configure: (inout PetrelConfiguration) -> Void = { _ in },
+        clientNames: (any ClientNameResolving)? = nil,
         _ body: (SocketAddress, QueueStore) async throws -> Void
     ) async throws {
         let directory = NSTemporaryDirectory() + "petrel-inbound-" + UUID().uuidString
@@ -25,7 +28,7 @@ struct InboundServerTests {
         let store = try QueueStore.open(path: configuration.queue.path)
         let logger = Logger(label: "test")
         let committer = GroupCommitter(store: store, logger: logger)
-        let server = InboundServer(configuration: configuration, committer: committer, logger: logger)
+        let server = InboundServer(configuration: configuration, committer: committer, logger: logger, clientNames: clientNames)
         let group = ServiceGroup(services: [committer, server], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -132,6 +135,71 @@ struct InboundServerTests {
             await first.close()
             await second.close()
             await other.close()
+        }
+    }
+
+    /// Client names for the tests: one answer for every address, or a lookup that never ends (until cancelled).
+    struct FakeClientNames: ClientNameResolving {
+        var name: String?
+        var answered = NIOLockedValueBox(false)
+
+        func verifiedName(of address: String) async -> String? {
+            guard let name else {
+                try? await Task.sleep(for: .seconds(3600))
+                return nil
+            }
+            answered.withLockedValue { $0 = true }
+            return name
+        }
+    }
+
+    @Test func theReceivedFieldNamesAVerifiedClient() async throws {
+        let names = FakeClientNames(name: "vm.example.test")
+        try await Self.withServer(clientNames: names) { address, store in
+            var client = try await SMTPTestClient.connect(to: address)
+            _ = try await client.readReply()
+            _ = try await client.command("EHLO vm")
+            while !names.answered.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            _ = try await client.command("MAIL FROM:<a@b.test>")
+            _ = try await client.command("RCPT TO:<x@far.test>")
+            _ = try await client.command("DATA")
+            let reply = try #require(try await client.command("Subject: t\r\n\r\nx\r\n."))
+            let queueID = String(reply.split(separator: " ").last!)
+            let text = String(decoding: try store.content(queueID: queueID)!, as: UTF8.self)
+            #expect(text.hasPrefix("Received: from vm (vm.example.test [127.0.0.1])\r\n"))
+            await client.close()
+        }
+    }
+
+    @Test func aClientNameLookupThatNeverEndsHoldsNothingUp() async throws {
+        try await Self.withServer({ configuration in
+            configuration.inbound.maxConnectionsPerClient = 1
+        }, clientNames: FakeClientNames(name: nil)) { address, store in
+            let started = ContinuousClock.now
+            var client = try await SMTPTestClient.connect(to: address)
+            #expect(try await client.readReply() == "220 relay.test ESMTP")
+            _ = try await client.command("EHLO vm")
+            _ = try await client.command("MAIL FROM:<a@b.test>")
+            _ = try await client.command("RCPT TO:<x@far.test>")
+            _ = try await client.command("DATA")
+            let reply = try #require(try await client.command("Subject: t\r\n\r\nx\r\n."))
+            #expect(reply.hasPrefix("250 2.0.0 Ok: queued as "))
+            #expect(ContinuousClock.now - started < .seconds(5))
+            let queueID = String(reply.split(separator: " ").last!)
+            let text = String(decoding: try store.content(queueID: queueID)!, as: UTF8.self)
+            #expect(text.hasPrefix("Received: from vm ([127.0.0.1])\r\n"))
+            #expect(try await client.command("QUIT") == "221 2.0.0 Bye")
+            #expect(try await client.readReply() == nil)
+            // The session's end ends its lookup: the connection's slot is free again.
+            var greeting: String?
+            for _ in 0..<100 {
+                var next = try await SMTPTestClient.connect(to: address)
+                greeting = try await next.readReply()
+                await next.close()
+                if greeting?.hasPrefix("220") == true { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(greeting == "220 relay.test ESMTP")
         }
     }
 

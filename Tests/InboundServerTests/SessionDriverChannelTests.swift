@@ -31,7 +31,7 @@ struct SessionDriverChannelTests {
                                       listener: .relay, tlsContext: nil)
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2525))
-        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, settings: settings, listener: .relay,
+        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, clientName: ClientName(), settings: settings, listener: .relay,
                                    committer: committer, authenticator: nil, tlsContext: nil, logger: Logger(label: "test"))
         async let run: Void = driver.run()
         for piece in pieces {

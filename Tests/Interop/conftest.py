@@ -92,12 +92,13 @@ def toml_document(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_petrel(*args: str, cwd: Optional[Path] = None, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
-    """Runs the petrel CLI and returns the completed process (text output)."""
+def run_petrel(*args: str, cwd: Optional[Path] = None, timeout: float = CLI_TIMEOUT,
+               env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """Runs the petrel CLI and returns the completed process (text output). `env` replaces the environment."""
     for attempt in range(50):
         try:
             return subprocess.run(
-                [PETREL_BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+                [PETREL_BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
             )
         except OSError as error:
             # ETXTBSY: a concurrent `swift build` is relinking the binary; it is done in a moment.

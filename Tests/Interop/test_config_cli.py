@@ -1,5 +1,6 @@
 """`petrel config check`, `petrel serve` on a bad file, and the queue CLI's exit codes."""
 
+import os
 import subprocess
 
 import pytest
@@ -99,8 +100,8 @@ def test_serve_refuses_a_bad_config(tmp_path):
 
 def test_queue_show_of_unknown_id_exits_1(tmp_path):
     server = PetrelServer(tmp_path)
-    server.port = free_port()
-    server.write_config()
+    server.start()
+    server.stop()
     result = server.cli("queue", "show", "NOSUCHID")
     assert result.returncode == 1
     assert "NOSUCHID" in result.stderr
@@ -113,9 +114,60 @@ def test_queue_list_of_an_empty_queue(tmp_path):
     server = PetrelServer(tmp_path)
     server.port = free_port()
     server.write_config()
+    # No queue yet: not an empty list, but an error naming the configuration that points there.
+    result = server.cli("queue", "list")
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"no queue at {server.queue_path}: queue.path of {server.config_path} (--config)" in result.stderr, result.stderr
+    assert not server.queue_path.parent.exists()
+    server.start()
+    server.stop()
     assert server.queue_list() == []
     result = server.cli("queue", "list")
+    assert result.returncode == 0 and result.stdout.strip().endswith("\n-- 0 messages"), result
+
+
+def test_print_shows_absolute_paths(tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    write(folder, {"queue": {"path": "data/queue.sqlite"}, "auth": {"users_file": "../users"},
+                   "delivery": {"smarthost_user": "u", "smarthost_password_file": "secret"}})
+    (folder / "secret").write_text("password\n")
+    # The file named relative to the working directory, as an operator types it.
+    result = run_petrel("config", "check", "--config", "etc/petrel.toml", "--print", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert f'path = "{folder}/data/queue.sqlite"' in result.stdout, result.stdout
+    assert f'users_file = "{tmp_path}/users"' in result.stdout, result.stdout
+    assert f'smarthost_password_file = "{folder}/secret"' in result.stdout, result.stdout
+    defaults = run_petrel("config", "check", "--print", cwd=tmp_path,
+                          env={key: value for key, value in os.environ.items() if key != "PETREL_CONFIG"})
+    if not os.path.exists("/etc/petrel/petrel.toml"):
+        assert defaults.returncode == 0 and f'path = "{tmp_path}/petrel-data/queue.sqlite"' in defaults.stdout, defaults
+
+
+def ca_file_problems(folder):
+    (folder / "garbage.pem").write_text("not a certificate\n")
+    return {
+        "missing CA file": ({"delivery": {"tls": "required", "tls_ca_file": "ca/missing.pem"}},
+                            "delivery.tls_ca_file", f"cannot load {folder}/ca/missing.pem: no such file"),
+        "CA file that is not PEM": ({"delivery": {"smarthost_tls": "required", "tls_ca_file": "garbage.pem"}},
+                                    "delivery.tls_ca_file", f"cannot load {folder}/garbage.pem: not PEM CA certificates"),
+        "missing certificate": ({"tls": {"certificate": "nope/cert.pem", "key": "nope/key.pem"}},
+                                "tls.certificate", f"cannot load {folder}/nope/cert.pem"),
+    }
+
+
+@pytest.mark.parametrize("problem", ["missing CA file", "CA file that is not PEM", "missing certificate"])
+def test_a_tls_file_that_cannot_be_used_stops_check_and_serve(tmp_path, problem):
+    config, key, words = ca_file_problems(tmp_path)[problem]
+    config = {**config, "inbound": {"listen": [f"127.0.0.1:{free_port()}"]}}
+    path = write(tmp_path, config)
+    checked = config_check(path)
+    assert checked.returncode == 1, checked
+    assert f"petrel: configuration error: {path}: {key}: " in checked.stderr and words in checked.stderr, checked.stderr
+    served = subprocess.run([PETREL_BIN, "serve", "--config", str(path)], capture_output=True, text=True,
+                            timeout=30, check=False, cwd=tmp_path)
+    assert served.returncode == 1, served
+    assert f"{path}: {key}: " in served.stderr and words in served.stderr, served.stderr
 
 
 def test_usage_errors_exit_64(tmp_path):

@@ -26,7 +26,8 @@ def normalizing_server(petrel_server):
     HEAD + b"a\nb\r\n",
     HEAD + b"a\rb\r\n",
     b"Subject: bare LF in the header\nX: y\r\n\r\nbody\r\n",
-], ids=["bare-LF", "bare-CR", "bare-LF-in-header"])
+    HEAD + b"a\x00b\r\n",
+], ids=["bare-LF", "bare-CR", "bare-LF-in-header", "NUL"])
 def test_bare_line_ending_is_refused_and_not_queued(default_server, text):
     before = default_server.queue_ids()
     with SMTPConversation(default_server.address) as smtp:
@@ -38,10 +39,11 @@ def test_bare_line_ending_is_refused_and_not_queued(default_server, text):
     assert default_server.queue_ids() == before
 
 
-SMUGGLING_ENDINGS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r"]
+SMUGGLING_ENDINGS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r", b"\r\n\x00.\r\n"]
 
 
-@pytest.mark.parametrize("fake_end", SMUGGLING_ENDINGS, ids=lambda b: b.decode().replace("\r", "CR").replace("\n", "LF"))
+@pytest.mark.parametrize("fake_end", SMUGGLING_ENDINGS,
+                         ids=lambda b: b.decode().replace("\r", "CR").replace("\n", "LF").replace("\x00", "NUL"))
 def test_smuggled_end_of_data_does_not_end_the_message(default_server, fake_end):
     """`hello<fake end>MAIL FROM:...<CRLF>.<CRLF>`: one message, one reply (the refusal), no 250 for a
     smuggled MAIL command (CVE-2023-51764 and friends)."""
@@ -81,6 +83,19 @@ def test_normalize_mode_stores_crlf(normalizing_server):
         assert reply.code == 250, str(reply)
     _, text = normalizing_server.stored_parts(queue_id_of(reply))
     assert text == HEAD + b"a\r\nb\r\nc\r\nd\r\n"
+
+
+def test_normalize_mode_removes_nul(normalizing_server):
+    """The NUL goes, and what followed it stays text: `<CRLF><NUL>.<CRLF>` is no end of data, before or
+    after the removal (the next hop gets the line dot-stuffed)."""
+    with SMTPConversation(normalizing_server.address) as smtp:
+        smtp.ehlo()
+        begin_data(smtp)
+        reply = smtp.finish_data(HEAD + b"a\x00b\r\n\x00.\r\nc\r\n")
+        assert reply.code == 250, str(reply)
+        assert smtp.nothing_more_within(0.5), f"a second reply arrived: {smtp.buffer!r}"
+    _, text = normalizing_server.stored_parts(queue_id_of(reply))
+    assert text == HEAD + b"ab\r\n.\r\nc\r\n"
 
 
 def test_dot_stuffed_lines_are_stored_unstuffed(default_server):
@@ -142,6 +157,15 @@ def test_received_header_names_the_queue_id_and_client(default_server):
     row = default_server.message_row(queue_id)
     _, text = default_server.stored_parts(queue_id)
     assert row["size"] == len(trace) + len(text)
+
+
+def test_received_header_records_smtputf8(default_server):
+    """RFC 6531 §3.7.3: a transaction with SMTPUTF8 is `with UTF8SMTP`."""
+    with SMTPConversation(default_server.address) as smtp:
+        smtp.ehlo()
+        queue_id = smtp.send_mail("a@example.org", ["r@example.com"], simple_message(), mail_params="SMTPUTF8")
+    trace, _ = default_server.stored_parts(queue_id)
+    assert b"with UTF8SMTP id" in trace, trace
 
 
 def test_missing_date_and_message_id_are_added_for_relay_clients(default_server):

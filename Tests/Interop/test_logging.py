@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import SMTPConversation, simple_message
+from dns_server import DnsmasqServer, a, find_dnsmasq
 
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 HUMAN_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) (trace|debug|info|notice|warning|error|critical) ")
@@ -190,6 +191,7 @@ def test_json_logs_are_one_object_per_line_with_message_fields(petrel_server, si
         assert queued["from"] == "a@example.org"
         assert queued["msg"].startswith(f"{queue_id}: from=<a@example.org>")
         assert "127.0.0.1" in queued["client"]
+        assert queued["helo"] == "client.test.invalid"
 
     sent = find(mixed, to="ok@dest.test")
     assert sent["status"] == "sent"
@@ -239,3 +241,32 @@ def test_human_logs_tell_a_message_story_by_queue_id(petrel_server, sink):
     delivered = [index for index, line in enumerate(story) if "to=<ok@dest.test>" in line and "status=sent" in line]
     assert delivered and delivered[0] > 0, story
     assert f"dsn=2.0.0, status=sent ({DATA_REPLY})" in story[delivered[0]]
+
+
+@pytest.mark.skipif(find_dnsmasq() is None, reason="dnsmasq is not installed (scripts/install-test-deps)")
+@pytest.mark.parametrize("records,client", [
+    ([], "unknown[127.0.0.1]"),
+    # host-record publishes both vm.test -> 127.0.0.1 and the PTR record 127.0.0.1 -> vm.test.
+    ([a("vm.test", "127.0.0.1")], "vm.test[127.0.0.1]"),
+    # A PTR record whose name does not resolve back to the client proves nothing.
+    (["--ptr-record=1.0.0.127.in-addr.arpa,liar.test", a("liar.test", "192.0.2.1")], "unknown[127.0.0.1]"),
+], ids=["no-PTR", "forward-confirmed", "not-confirmed"])
+def test_the_log_names_the_client_by_its_verified_name_and_the_helo_apart(petrel_server, tmp_path, records, client):
+    """Postfix's `client=name[address]`: the name is the forward-confirmed reverse DNS name, or `unknown`; the
+    EHLO name is `helo=`. The `Received:` field's TCP-info carries the same name."""
+    dns = DnsmasqServer(tmp_path / "dns", records).start()
+    try:
+        server = petrel_server({"delivery": {"dns_servers": [dns.address]}})
+        with SMTPConversation(server.address) as smtp:
+            smtp.ehlo("vm")
+            time.sleep(0.3)  # the lookup runs beside the session, which never waits for it
+            queue_id = smtp.send_mail("a@example.org", ["r@example.com"], simple_message())
+        text = wait_for_log(server, lambda text: queue_id in text)
+        [queued] = [line for line in text.splitlines() if f"{queue_id}: from=" in line]
+        assert f", client={client}, helo=vm," in queued, queued
+        trace, _ = server.stored_parts(queue_id)
+        name = client.split("[")[0]
+        expected = b"([127.0.0.1])" if name == "unknown" else f"({name} [127.0.0.1])".encode()
+        assert trace.startswith(b"Received: from vm " + expected), trace
+    finally:
+        dns.stop()

@@ -99,6 +99,16 @@ def test_sighup_applies_new_access_lists_without_dropping_a_session(petrel_serve
         after.expect("RCPT TO:<b@example.com>", 250)
 
 
+def assert_takes_two_recipients(server) -> None:
+    """The configuration the reload tests start with (`max_recipients = 2`) is the one in force."""
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        smtp.expect("MAIL FROM:<a@example.org>", 250)
+        smtp.expect("RCPT TO:<b1@example.com>", 250)
+        smtp.expect("RCPT TO:<b2@example.com>", 250)
+        smtp.expect("RCPT TO:<b3@example.com>", 452, "4.5.3")
+
+
 def test_a_bad_reload_is_refused_and_the_old_configuration_keeps_running(petrel_server):
     server = petrel_server({"inbound": {"max_recipients": 2}})
     good = server.config_path.read_text()
@@ -107,9 +117,21 @@ def test_a_bad_reload_is_refused_and_the_old_configuration_keeps_running(petrel_
     assert wait_for(lambda: "configuration reload refused" in server.log_text())
     assert "inbound_typo" in server.log_text()
     assert server.process.poll() is None
-    with SMTPConversation(server.address) as smtp:
-        smtp.ehlo()
-        smtp.expect("MAIL FROM:<a@example.org>", 250)
-        smtp.expect("RCPT TO:<b1@example.com>", 250)
-        smtp.expect("RCPT TO:<b2@example.com>", 250)
-        smtp.expect("RCPT TO:<b3@example.com>", 452, "4.5.3")
+    assert_takes_two_recipients(server)
+
+
+def test_a_reload_to_a_tls_file_that_cannot_be_used_is_refused(petrel_server):
+    server = petrel_server({"inbound": {"max_recipients": 2}})
+    good = server.config_path.read_text()
+    bad = good.replace("max_recipients = 2", "max_recipients = 5").replace(
+        "[delivery]\n", '[delivery]\ntls = "required"\ntls_ca_file = "private-ca.pem"\n')
+    assert bad != good and "tls_ca_file" in bad
+    server.config_path.write_text(bad)
+    server.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reload refused" in server.log_text())
+    [line] = [line for line in server.log_text().splitlines() if "configuration reload refused" in line]
+    assert f"config={server.config_path}" in line, line
+    assert f"delivery.tls_ca_file: cannot load {server.folder}/private-ca.pem: no such file" in line, line
+    assert server.process.poll() is None
+    # The old configuration stays, the whole of it.
+    assert_takes_two_recipients(server)

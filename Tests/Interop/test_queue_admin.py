@@ -14,6 +14,9 @@ import email
 import email.policy
 import itertools
 import json
+import os
+import pwd
+import re
 import threading
 import time
 from typing import Callable, Optional
@@ -21,7 +24,7 @@ from typing import Callable, Optional
 import pytest
 
 from conftest import wait_until as conftest_wait_until
-from conftest import HOSTNAME, PetrelServer, SMTPConversation, free_port
+from conftest import HOSTNAME, PetrelServer, SMTPConversation, free_port, run_petrel
 from smtp_sink import SMTPSink
 
 SENDER = "sender@sender.test"
@@ -108,6 +111,21 @@ def recipient_states(message: dict) -> dict:
     return {r["address"]: r["state"] for r in message["recipients"]}
 
 
+OPERATOR = pwd.getpwuid(os.getuid()).pw_name
+
+
+def audit_lines(server: PetrelServer, queue_id: str) -> list:
+    """The server's log lines that record an operator's action on this message."""
+    return [line for line in server.log_text().splitlines() if f"{queue_id}: " in line and " by operator " in line]
+
+
+def wait_for_audit(server: PetrelServer, queue_id: str, text: str) -> str:
+    """Waits for the one audit line of this message that holds `text`, and returns it."""
+    [line] = wait_until(lambda: [line for line in audit_lines(server, queue_id) if text in line],
+                        what=f"the log line '{queue_id}: {text}'", server=server)
+    return line
+
+
 def attempted(server: PetrelServer, queue_id: str) -> bool:
     message = server.queue_show(queue_id)
     return message is not None and all(r["attempts"] >= 1 for r in message["recipients"] if r["state"] != "delivered")
@@ -131,6 +149,8 @@ class Lab:
             return "451 4.2.0 Mailbox busy, try later"
         if local.startswith("bad"):
             return "550 5.1.1 No such user"
+        if local.startswith("full"):
+            return "452 4.2.2 The mailbox of this recipient is over its allotted storage quota and cannot take more mail today"
         return None
 
     def relay(self, start: bool = True) -> PetrelServer:
@@ -207,7 +227,8 @@ def test_list_show_and_stats_describe_the_queue(lab, server_state):
         return [message["queue_id"] for message in cli_json(relay, "list", *args)]
 
     assert listed_ids("--state", "held") == [ids["held"]]
-    assert listed_ids("--state", "delivered") == [ids["partial"]]
+    # Delivered mail leaves the queue: there is no such state to list.
+    assert relay.cli("queue", "list", "--state", "delivered").returncode == 64
     assert listed_ids("--state", "failed") == [ids["failed"]]
     assert set(listed_ids("--state", "deferred")) == set(ids.values())
     assert listed_ids("--domain", "OTHER.test") == [ids["failed"]]
@@ -263,7 +284,8 @@ def test_list_show_and_stats_describe_the_queue(lab, server_state):
 
 
 def test_exit_codes(lab):
-    relay = lab.relay(start=False)
+    relay = lab.relay()
+    relay.stop()  # an empty queue, the server stopped
     assert relay.cli("queue", "show", "0000000000ZZZZ").returncode == 1
     result = relay.cli("queue", "hold", "0000000000ZZZZ")
     assert result.returncode == 1 and "0000000000ZZZZ: not found" in result.stderr
@@ -273,7 +295,8 @@ def test_exit_codes(lab):
         ["hold"],                                   # no messages named
         ["hold", "0000000000ZZZZ", "--all"],        # ids and a filter
         ["retry", "--all", "--domain", "x.test"],   # --all and a filter
-        ["bounce", "--state", "delivered"],         # nothing to act on
+        ["bounce", "--state", "failed"],            # nothing to act on
+        ["list", "--state", "delivered"],           # delivered mail leaves the queue
         ["list", "--state", "stuck"],
         ["list", "--older-than", "2 hours"],
         ["list", "--limit", "-1"],
@@ -288,8 +311,99 @@ def test_exit_codes(lab):
     assert empty.returncode == 0 and "no message matches" in empty.stderr
 
 
+def test_list_cuts_the_last_error_at_a_word(lab):
+    relay = lab.relay()
+    queue_id, _ = submit(relay, "full1@dest.test")
+    wait_until(lambda: attempted(relay, queue_id), what="a first attempt", server=relay)
+    reply = relay.queue_show(queue_id)["recipients"][0]["last_reply"]
+    assert len(reply) > 60, reply
+    result = relay.cli("queue", "list")
+    assert result.returncode == 0, result.stderr
+    [row] = [line for line in result.stdout.splitlines() if line.startswith(queue_id)]
+    shown = row.split("  ")[-1]
+    assert shown.endswith("…") and len(shown) <= 60, row
+    kept = shown[:-1]
+    assert reply.startswith(kept) and reply[len(kept)] == " ", (kept, reply)
+
+
+def clean_environment() -> dict:
+    return {key: value for key, value in os.environ.items() if key != "PETREL_CONFIG"}
+
+
+@pytest.mark.skipif(os.path.exists("/etc/petrel/petrel.toml"), reason="this machine has a system configuration")
+def test_the_queue_commands_never_create_a_queue(lab, tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    for args in [["list"], ["show", "0000000000ZZZZ"], ["stats"], ["hold", "--all"], ["delete", "0000000000ZZZZ"]]:
+        result = run_petrel("queue", *args, cwd=folder, env=clean_environment())
+        assert result.returncode == 1, (args, result)
+        assert f"no queue at {folder}/petrel-data/queue.sqlite" in result.stderr, result.stderr
+        assert "the embedded defaults (no --config, no $PETREL_CONFIG, no /etc/petrel/petrel.toml)" in result.stderr
+        assert result.stdout == "", result.stdout
+    assert list(folder.iterdir()) == [], "a read-only command made a queue"
+
+    # $PETREL_CONFIG names the relay's configuration: the same queue as the server, from anywhere.
+    relay = lab.relay()
+    queue_id, _ = submit(relay, "later1@dest.test")
+    listed = run_petrel("queue", "list", "--json", cwd=folder, env={**clean_environment(), "PETREL_CONFIG": str(relay.config_path)})
+    assert listed.returncode == 0 and [m["queue_id"] for m in json.loads(listed.stdout)] == [queue_id], listed
+    relay.stop()
+    missing = folder / "other.toml"
+    missing.write_text('[queue]\npath = "nowhere/queue.sqlite"\n')
+    result = run_petrel("queue", "list", cwd="/", env={**clean_environment(), "PETREL_CONFIG": str(missing)})
+    assert result.returncode == 1 and f"no queue at {folder}/nowhere/queue.sqlite" in result.stderr, result.stderr
+    assert f"{missing} (from $PETREL_CONFIG)" in result.stderr, result.stderr
+    assert not (folder / "nowhere").exists()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Actions
+
+
+@pytest.mark.parametrize("log_format", ["human", "json"])
+def test_every_action_is_logged_once_by_the_server(lab, log_format):
+    relay = PetrelServer(lab.folder / "audited", {
+        "delivery": {"smarthost": f"127.0.0.1:{lab.port}", "retry_min": "1h", "retry_max": "1h"},
+        "log": {"format": log_format},
+    })
+    lab.relays.append(relay)
+    relay.start()
+    first, _ = submit(relay, "later1@dest.test")
+    second, _ = submit(relay, ["later2@dest.test", "later3@other.test"])
+    for queue_id in (first, second):
+        wait_until(lambda: attempted(relay, queue_id), what=f"a first attempt for {queue_id}", server=relay)
+
+    assert relay.cli("queue", "hold", first, second, "--reason", "maintenance window").returncode == 0
+    for queue_id in (first, second):
+        wait_for_audit(relay, queue_id, f"held by operator {OPERATOR} (reason: maintenance window)")
+    assert relay.cli("queue", "release", first, second).returncode == 0
+    assert relay.cli("queue", "hold", first).returncode == 0
+    assert relay.cli("queue", "hold", first).returncode == 0  # already held: nothing done, nothing logged
+    assert relay.cli("queue", "bounce", first, "--reason", "Destination retired").returncode == 0
+    assert relay.cli("queue", "delete", "--domain", "other.test", "--reason", "typo").returncode == 0
+    assert relay.cli("queue", "delete", second).returncode == 0
+
+    wait_for_audit(relay, first, f"bounced by operator {OPERATOR} (reason: Destination retired)")
+    wait_for_audit(relay, second, f"removed by operator {OPERATOR}")
+    time.sleep(2.0)  # two more looks at the queue: nothing is logged twice
+    expected = {
+        first: [f"held by operator {OPERATOR} (reason: maintenance window)", f"released by operator {OPERATOR}",
+                f"held by operator {OPERATOR}", f"bounced by operator {OPERATOR} (reason: Destination retired)"],
+        second: [f"held by operator {OPERATOR} (reason: maintenance window)", f"released by operator {OPERATOR}",
+                 f"removed <later3@other.test> by operator {OPERATOR} (reason: typo)", f"removed by operator {OPERATOR}"],
+    }
+    for queue_id, actions in expected.items():
+        lines = audit_lines(relay, queue_id)
+        if log_format == "json":
+            records = [json.loads(line) for line in lines]
+            said = [record["msg"].split(": ", 1)[1] for record in records]
+            assert all(record["queue_id"] == queue_id and record["operator"] == OPERATOR for record in records), records
+            actions_done = ["hold", "release", "hold", "bounce"] if queue_id == first else ["hold", "release", "delete", "delete"]
+            assert [record["action"] for record in records] == actions_done, records
+            assert records[0]["reason"] == "maintenance window" and "reason" not in records[1], records
+        else:
+            said = [re.sub(r"^.*?\] " + queue_id + ": ", "", line) for line in lines]
+        assert said == actions, lines
 
 
 @pytest.mark.parametrize("server_state", ["running", "stopped"])
@@ -392,6 +506,16 @@ def test_acting_on_a_message_in_delivery_ends_consistent(lab, action, outcome):
     if action != "hold":
         assert act(relay, "retry", queue_id)[queue_id]["result"] == "in_delivery"
 
+    # The operator's line is logged once the action is done: a hold at once, a delete or bounce when the
+    # attempt it waited for has ended (saying so when that attempt settled the recipient).
+    verb = {"hold": "held", "delete": "removed", "bounce": "bounced"}[action]
+    reason = " (reason: Stopped by the operator)" if action == "bounce" else ""
+    if action == "hold":
+        wait_for_audit(relay, queue_id, f"held by operator {OPERATOR}")
+    else:
+        time.sleep(1.5)
+        assert audit_lines(relay, queue_id) == [], "logged before the attempt it waits for has ended"
+
     if outcome == "deferred":
         lab.sink.data_reply = lambda message: "451 4.3.0 Try again later"
     hold_reply.set()
@@ -400,9 +524,12 @@ def test_acting_on_a_message_in_delivery_ends_consistent(lab, action, outcome):
         # The attempt went on and delivered: delivered once, and neither deleted nor bounced after that.
         wait_until(lambda: relay.queue_show(queue_id) is None, what="the message gone after its delivery", server=relay)
         assert len(originals(lab.sink, subject)) == 1
+        if action != "hold":
+            wait_for_audit(relay, queue_id, f"{verb} nothing by operator {OPERATOR}{reason}; <user@dest.test> settled by the attempt under way")
         time.sleep(1.0)
         assert bounce_reporting(lab.sink, queue_id) == [], "a delivered recipient must not be bounced"
         assert len(originals(lab.sink, subject)) == 1
+        assert len(audit_lines(relay, queue_id)) == 1, audit_lines(relay, queue_id)
         return
 
     lab.sink.wait_for(lambda: len(lab.sink.refused) >= 1, WAIT, "the text refused with 451")
@@ -430,6 +557,9 @@ def test_acting_on_a_message_in_delivery_ends_consistent(lab, action, outcome):
         time.sleep(2.0)
         assert originals(lab.sink, subject) == [] and len(bounce_reporting(lab.sink, queue_id)) == 1
     assert cli_json(relay, "stats")["pending_actions"] == 0
+    if action != "hold":
+        wait_for_audit(relay, queue_id, f"{verb} by operator {OPERATOR}{reason}")
+        assert len(audit_lines(relay, queue_id)) == 1, audit_lines(relay, queue_id)
 
 
 @pytest.mark.parametrize("action", ["delete", "bounce"])

@@ -1,10 +1,14 @@
 """SIGTERM: idle sessions are told 421 4.3.2, a message in progress is finished first, and the process
 exits 0."""
 
+import re
 import signal
+import socket
 import time
 
-from conftest import SMTPConversation, queue_id_of, simple_message
+import pytest
+
+from conftest import SMTPConversation, free_port, queue_id_of, run_petrel, simple_message, toml_document
 
 
 def test_sigterm_tells_idle_clients_and_exits_zero(petrel_server):
@@ -81,3 +85,44 @@ def test_sigterm_with_a_stalled_message_exits_once_data_timeout_passes(petrel_se
     assert server.wait(timeout=10) == 0, server.log_text()
     assert time.monotonic() - started < 10
     assert server.queue_list() == []
+
+
+def warnings_in(log: str) -> list:
+    return [line for line in log.splitlines() if re.search(r"Z (warning|error|critical) ", line)]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.2])
+def test_a_normal_shutdown_logs_no_warnings(petrel_server, delay):
+    """Whatever each service is doing when SIGTERM comes (the queue gauges' and the feeder's reads, the
+    operator log's look at the queue), stopping it is not a problem to report."""
+    server = petrel_server({"metrics": {"listen": f"127.0.0.1:{free_port()}"}})
+    with SMTPConversation(server.address) as smtp:
+        smtp.ehlo()
+        smtp.send_mail("a@example.org", ["b@example.com"], simple_message("deferred"))
+    time.sleep(delay)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0, server.log_text()
+    log = server.log_text()
+    assert "petrel stopped" in log
+    assert warnings_in(log) == [], log
+
+
+@pytest.mark.parametrize("key", ["inbound.listen", "inbound.submission_listen", "metrics.listen"])
+def test_a_listener_that_cannot_bind_says_where_and_why(tmp_path, key):
+    """One line an operator can act on: the address, the key, what is wrong; and a non-zero exit."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        section, name = key.split(".")
+        config = {"hostname": "relay.test.invalid", "queue": {"path": "data/queue.sqlite"},
+                  "inbound": {"listen": [f"127.0.0.1:{free_port()}"]}}
+        config.setdefault(section, {})[name] = [address] if name.endswith("listen") and section == "inbound" else address
+        path = tmp_path / "petrel.toml"
+        path.write_text(toml_document(config))
+        result = run_petrel("serve", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 1, result
+    errors = [line for line in result.stderr.splitlines() if not re.match(r"^\d{4}-\d\d-\d\dT", line)]
+    assert errors == [f"petrel: cannot listen on {address} ({key}): address already in use"], result.stderr
+    assert warnings_in(result.stderr) == [], result.stderr

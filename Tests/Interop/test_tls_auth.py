@@ -450,6 +450,22 @@ def test_swaks_wrong_password_gets_535(tls_relay):
     assert "wrong" not in warning
 
 
+def test_a_failed_auth_logs_only_the_names_of_real_users(tls_relay):
+    """A name that is no user's is often the password typed into the wrong field: it is not logged. A real
+    user's name with a wrong password is."""
+    typed_password = "Tr0ub4dor-in-the-user-field"
+    for source, name in (("127.0.0.21", typed_password), ("127.0.0.22", USER)):
+        with SMTPConversation((tls_relay.address[0], tls_relay.submission_port), source_address=(source, 0)) as smtp:
+            secure(smtp)
+            smtp.expect(f"AUTH PLAIN {plain_response(name, 'wrong')}", 535, "5.7.8")
+    wait_until(lambda: log_lines(tls_relay, "AUTH failed", "127.0.0.22"), what="the second failure logged")
+    [unknown] = log_lines(tls_relay, "AUTH failed", "127.0.0.21")
+    assert typed_password not in tls_relay.log_text(), unknown
+    assert "user=" not in unknown, unknown
+    [known] = log_lines(tls_relay, "AUTH failed", "127.0.0.22")
+    assert f"user={USER}" in known, known
+
+
 def test_swaks_tls_on_connect_on_submissions(tls_relay):
     result = swaks(tls_relay.submissions_port, "--tls-on-connect", "--auth", "LOGIN", "--auth-user", USER,
                    "--auth-password", PASSWORD, "--from", "someone@example.com", "--to", "user@hold.test")
@@ -909,6 +925,25 @@ def test_required_tls_with_an_untrusted_certificate_sends_nothing(lab, tmp_path)
         assert message["recipients"][0]["attempts"] >= 1
         assert not log_lines(relay, "retrying in plaintext")
         assert SMARTHOST_PASSWORD not in relay.log_text()
+    finally:
+        relay.kill()
+        sink.stop()
+
+
+def test_required_tls_verifies_against_tls_ca_file(lab, tmp_path):
+    """`delivery.tls_ca_file` names the CA that signs a private next hop's certificate (here the certificate
+    itself): under `required` the handshake verifies and the message goes."""
+    sink = TLSSink("127.0.0.1", free_port("127.0.0.1"), "private-smarthost.test", lab["certificate"], lab["key"]).start()
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    relay = start_relay(lab, folder, relay_config(lab, submission=False, delivery={
+        "smarthost": f"127.0.0.1:{sink.port}", "smarthost_tls": "required", "tls_ca_file": str(lab["certificate"])}))
+    try:
+        queue_id = submit(relay, "user@far.test", "verified by a private CA")
+        [message] = wait_until(lambda: messages_with(sink, "verified by a private CA"), WAIT, "delivery over verified TLS", relay)
+        assert sink.tls_of(message) in ("TLSv1.2", "TLSv1.3")
+        line = wait_for_delivery_line(relay, queue_id, "sent")
+        assert f"tls={sink.tls_of(message)}" in line, line
     finally:
         relay.kill()
         sink.stop()

@@ -483,10 +483,9 @@ struct QueueAdministrationTests {
         #expect(try list(QueueFilter(state: .queued)) == ["old", "held", "leased", "bounce", "new"])
         #expect(try list(QueueFilter(state: .deferred)) == ["deferred", "partial", "failed"])
         #expect(try list(QueueFilter(state: .held)) == ["held"])
-        #expect(try list(QueueFilter(state: .delivered)) == ["partial"])
         #expect(try list(QueueFilter(state: .failed)) == ["failed"])
         #expect(try list(QueueFilter(domain: "Stuck.TEST")) == ["deferred", "partial"])
-        #expect(try list(QueueFilter(state: .delivered, domain: "stuck.test")) == [], "both conditions on one recipient")
+        #expect(try list(QueueFilter(state: .failed, domain: "other.test")) == [], "both conditions on one recipient")
         #expect(try list(QueueFilter(sender: "<old@sender.test>")) == ["old"])
         #expect(try list(QueueFilter(sender: "@b.test")) == ["deferred", "held", "partial", "failed", "leased", "new"])
         #expect(try list(QueueFilter(sender: "<>")) == ["bounce"])
@@ -679,5 +678,15 @@ struct QueueAdministrationTests {
         #expect(oldest.contains { $0.contains("USING INDEX message_arrival") } && !oldest.contains { $0.contains("TEMP B-TREE") }, "\(oldest)")
         let pending = try Self.plan(queue.store, "SELECT * FROM pending_action WHERE recipient_id IN (1, 2)")
         #expect(pending.contains { $0.contains("INTEGER PRIMARY KEY") }, "\(pending)")
+    }
+}
+
+extension QueueStore {
+    /// The tests' actions, by an operator named `tester`.
+    @discardableResult
+    func perform(
+        _ action: QueueAction, on selection: QueueSelection, report: ([QueueActionResult]) throws -> Void = { _ in }
+    ) throws -> [QueueActionResult] {
+        try perform(action, on: selection, requestedBy: ActionRequest(operatorName: "tester"), report: report)
     }
 }

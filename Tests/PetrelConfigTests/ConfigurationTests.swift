@@ -144,6 +144,38 @@ struct ConfigurationTests {
         #expect(configuration.sourceFile == file)
     }
 
+    @Test func pathsBecomeAbsoluteSoThatPrintShowsTheFilesInUse() throws {
+        let defaults = try PetrelConfiguration.load(file: nil)
+        let here = FileManager.default.currentDirectoryPath
+        #expect(defaults.queue.path == here + "/petrel-data/queue.sqlite")
+        #expect(defaults.auth.usersFile == here + "/petrel-data/users")
+        #expect(defaults.renderTOML().contains("path = \"\(here)/petrel-data/queue.sqlite\""))
+
+        let folder = NSTemporaryDirectory() + "petrel-config-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder + "/etc", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try "[delivery]\ntls_ca_file = \"../ca/./private.pem\"\n".write(toFile: folder + "/etc/petrel.toml", atomically: true, encoding: .utf8)
+        let configuration = try PetrelConfiguration.load(file: folder + "/etc/../etc/petrel.toml")
+        #expect(configuration.delivery.tlsCAFile == folder + "/ca/private.pem")
+        #expect(configuration.queue.path == folder + "/etc/petrel-data/queue.sqlite")
+    }
+
+    @Test func withoutConfigTheEnvironmentThenTheSystemFileThenTheDefaults() {
+        #expect(ConfigurationSource.locate(option: "a.toml", environment: ["PETREL_CONFIG": "b.toml"], fileExists: { _ in true }) == .option("a.toml"))
+        #expect(ConfigurationSource.locate(option: nil, environment: ["PETREL_CONFIG": "b.toml"], fileExists: { _ in true }) == .environment("b.toml"))
+        #expect(ConfigurationSource.locate(option: nil, environment: ["PETREL_CONFIG": ""], fileExists: { $0 == "/etc/petrel/petrel.toml" })
+                == .system("/etc/petrel/petrel.toml"))
+        let none = ConfigurationSource.locate(option: nil, environment: [:], fileExists: { _ in false })
+        #expect(none == .defaults)
+        #expect(none.file == nil)
+        #expect(none.description == "the embedded defaults (no --config, no $PETREL_CONFIG, no /etc/petrel/petrel.toml)")
+    }
+
+    @Test func aListenerThatCannotBindSaysWhereAndWhy() {
+        let error = ListenError(address: ListenAddress("127.0.0.1:2525")!, key: "inbound.listen", errno: EADDRINUSE)
+        #expect(error.description == "cannot listen on 127.0.0.1:2525 (inbound.listen): address already in use")
+    }
+
     @Test func readsTLSAuthMetricsAndLogKeys() throws {
         let text = """
         [inbound]
@@ -158,6 +190,7 @@ struct ConfigurationTests {
         tls = "required"
         smarthost_user = "relay"
         smarthost_password_file = "/etc/petrel/smarthost.password"
+        tls_ca_file = "/etc/petrel/private-ca.pem"
         [metrics]
         listen = "127.0.0.1:9025"
         [log]
@@ -173,6 +206,7 @@ struct ConfigurationTests {
         // Credentials never travel in plaintext: required is the default once a user is set.
         #expect(configuration.delivery.effectiveSmarthostTLS == .required)
         #expect(configuration.delivery.smarthostPasswordFile == "/etc/petrel/smarthost.password")
+        #expect(configuration.delivery.tlsCAFile == "/etc/petrel/private-ca.pem")
         #expect(configuration.metrics.listen?.description == "127.0.0.1:9025")
         #expect(configuration.log.format == .json)
         #expect(PetrelConfiguration().delivery.effectiveSmarthostTLS == .opportunistic)
@@ -184,6 +218,7 @@ struct ConfigurationTests {
         var configuration = try PetrelConfiguration.parse(toml: """
             [delivery]
             smarthost = "smtp.example.net:587"
+            tls_ca_file = "/etc/petrel/private-ca.pem"
             [routes]
             "a.example" = "10.0.0.5:25"
             [access]

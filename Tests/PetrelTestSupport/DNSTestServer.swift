@@ -45,6 +45,10 @@ public final class DNSTestServer: Sendable {
         case nullMX(domain: String)
         /// A CNAME (RFC 1035 §3.3.1). dnsmasq serves it only when `target` has records here.
         case cname(alias: String, target: String)
+        /// A PTR record (RFC 1035 §3.3.12): `name` is the reverse name itself (`7.2.0.192.in-addr.arpa`,
+        /// RFC 1035 §3.5; nibbles under `ip6.arpa` for IPv6, RFC 3596 §2.5). An `.a` or `.aaaa` record
+        /// publishes the PTR record of its address too (dnsmasq's `host-record`).
+        case ptr(name: String, target: String)
         /// A TXT record (RFC 1035 §3.3.14) holding one string.
         case txt(name: String, text: String)
         /// A record of any type, its RDATA in hex ("0000 00"; spaces and colons are ignored).
@@ -209,6 +213,8 @@ public final class DNSTestServer: Sendable {
                 lines.append("mx-host=\(trimmed(domain)),.,0")
             case .cname(let alias, let target):
                 lines.append("cname=\(trimmed(alias)),\(trimmed(target))")
+            case .ptr(let name, let target):
+                lines.append("ptr-record=\(trimmed(name)),\(trimmed(target))")
             case .txt(let name, let text):
                 let escaped = text.replacingOccurrences(of: "\\", with: "\\\\")
                     .replacingOccurrences(of: "\"", with: "\\\"")
@@ -401,6 +407,7 @@ extension DNSTestServer.Record {
         case .mx(let domain, _, _), .nullMX(let domain), .servfail(let domain): domain
         case .a(let host, _), .aaaa(let host, _): host
         case .cname(let alias, _): alias
+        case .ptr(let name, _): name
         case .txt(let name, _), .raw(let name, _, _): name
         }
     }

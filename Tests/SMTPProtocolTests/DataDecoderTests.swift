@@ -10,6 +10,7 @@ struct DataDecoderTests {
         /// `nil` when the data must not be finished.
         var output: String?
         var sawBareLineEnding: Bool
+        var sawNUL = false
         var remainder: String = ""
         var testDescription: String { "\(policy) \(input.debugDescription)" }
     }
@@ -36,6 +37,20 @@ struct DataDecoderTests {
         Case(input: "a\n.\r\nb\r\n.\r\n", policy: .normalize, output: "a\r\n.\r\nb\r\n", sawBareLineEnding: true),
         Case(input: "a\r\n.\nb\r\n.\r\n", policy: .normalize, output: "a\r\n.\r\nb\r\n", sawBareLineEnding: true),
         Case(input: "a\r\r\nb\r\n.\r\n", policy: .normalize, output: "a\r\n\r\nb\r\n", sawBareLineEnding: true),
+        // NUL (RFC 5322 §3.5): refused, or removed under normalize; a removed NUL never makes a line that ends
+        // the data or is unstuffed (`<CRLF><NUL>.<CRLF>` is the smuggling scanner's vector).
+        Case(input: "a\r\n\0.\r\nMAIL FROM:<x@y>\r\n", policy: .reject, output: nil, sawBareLineEnding: false, sawNUL: true),
+        Case(input: "a\r\n\0.\r\nMAIL FROM:<x@y>\r\n.\r\n", policy: .reject, output: "", sawBareLineEnding: false, sawNUL: true),
+        Case(input: "a\0b\r\n.\r\n", policy: .reject, output: "", sawBareLineEnding: false, sawNUL: true),
+        Case(input: "a\r\n\0.\r\nb\r\n.\r\n", policy: .normalize, output: "a\r\n.\r\nb\r\n", sawBareLineEnding: false, sawNUL: true),
+        Case(input: "a\0b\0\0c\r\n.\r\n", policy: .normalize, output: "abc\r\n", sawBareLineEnding: false, sawNUL: true),
+        Case(input: "0123456789abcdef\0\r\n\0\r\n.\r\n", policy: .normalize, output: "0123456789abcdef\r\n\r\n", sawBareLineEnding: false, sawNUL: true),
+        Case(input: ".\0\r\n..\0x\r\n.\r\n", policy: .normalize, output: "\r\n.x\r\n", sawBareLineEnding: false, sawNUL: true),
+        Case(input: "a\0\nb\r\n.\r\n", policy: .normalize, output: "a\r\nb\r\n", sawBareLineEnding: true, sawNUL: true),
+        // Long lines are scanned eight octets at a time: the first CR, LF or NUL is found wherever it falls.
+        Case(input: "0123456789abcdefghij\nk\r\n.\r\n", policy: .normalize, output: "0123456789abcdefghij\r\nk\r\n", sawBareLineEnding: true),
+        Case(input: "0123456789abcdefghij\r\n.\r\n", policy: .reject, output: "0123456789abcdefghij\r\n", sawBareLineEnding: false),
+        Case(input: "\u{80}\u{FF}0123456789\u{7F}\r\n.\r\n", policy: .reject, output: "\u{80}\u{FF}0123456789\u{7F}\r\n", sawBareLineEnding: false),
     ]
 
     @Test(arguments: cases)
@@ -55,7 +70,7 @@ struct DataDecoderTests {
             }
             if let expected = testCase.output {
                 #expect(isFinished, "\(pieces.count) pieces")
-                if testCase.policy == .normalize || !testCase.sawBareLineEnding {
+                if testCase.policy == .normalize || !(testCase.sawBareLineEnding || testCase.sawNUL) {
                     #expect(String(buffer: output) == expected, "\(pieces.count) pieces")
                 }
                 #expect(String(buffer: remainder) == testCase.remainder)
@@ -63,6 +78,7 @@ struct DataDecoderTests {
                 #expect(!isFinished, "\(pieces.count) pieces")
             }
             #expect(decoder.sawBareLineEnding == testCase.sawBareLineEnding)
+            #expect(decoder.sawNUL == testCase.sawNUL)
         }
     }
 

@@ -320,9 +320,10 @@ struct ServerSessionAuthTests {
 
     static let clean = ServerSession.DataSummary(size: 10, exceededMaximumSize: false, sawBareLineEnding: false, receivedCount: 0, hasDate: false, hasMessageID: false)
 
-    static func envelope(after lines: [String], listener: Listener = .relay, mayRelay: Bool = true) -> (Envelope, ServerSession.MissingHeaders)? {
+    static func envelope(after lines: [String], listener: Listener = .relay, mayRelay: Bool = true,
+                         mail: String = "MAIL FROM:<a@b.test>") -> (Envelope, ServerSession.MissingHeaders)? {
         var session = Self.session(listener, mayRelay: mayRelay)
-        let replies = Self.run(lines + ["MAIL FROM:<a@b.test>", "RCPT TO:<x@ours.test>", "DATA"], session: &session)
+        let replies = Self.run(lines + [mail, "RCPT TO:<x@ours.test>", "DATA"], session: &session)
         guard replies.suffix(3) == ["250 2.1.0", "250 2.1.5", "354"] else {
             Issue.record("the transaction was refused: \(replies)")
             return nil
@@ -347,6 +348,13 @@ struct ServerSessionAuthTests {
         #expect(Self.envelope(after: ["<tls>", "EHLO c", "AUTH LOGIN", Self.app, Self.secret, "<ok>"], listener: .submissions)?.0.client
             == ClientIdentity(address: "192.0.2.9", greetingName: "c", protocolName: "ESMTPSA",
                               tlsDescription: Self.tlsDescription, authenticatedUser: "app"))
+    }
+
+    @Test func smtpUTF8TransactionsAreNamedUTF8SMTP() {
+        // RFC 6531 §3.7.3: the transaction, not the session, used SMTPUTF8.
+        #expect(Self.envelope(after: ["EHLO c"], mail: "MAIL FROM:<a@b.test> SMTPUTF8")?.0.client.protocolName == "UTF8SMTP")
+        #expect(Self.envelope(after: Self.authenticated, mail: "MAIL FROM:<a@b.test> SMTPUTF8")?.0.client.protocolName
+            == "UTF8SMTPSA")
     }
 
     @Test func authenticatedSubmissionsGetMissingHeaders() {

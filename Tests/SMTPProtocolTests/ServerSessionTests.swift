@@ -132,6 +132,7 @@ struct ServerSessionTests {
     static let refusals: [(ServerSession.DataSummary, String)] = [
         (.init(size: 2000, exceededMaximumSize: true, sawBareLineEnding: false, receivedCount: 0, hasDate: true, hasMessageID: true), "552 5.3.4"),
         (.init(size: 10, exceededMaximumSize: false, sawBareLineEnding: true, receivedCount: 0, hasDate: true, hasMessageID: true), "550 5.6.0"),
+        (.init(size: 10, exceededMaximumSize: false, sawBareLineEnding: false, sawNUL: true, receivedCount: 0, hasDate: true, hasMessageID: true), "550 5.6.0"),
         (.init(size: 10, exceededMaximumSize: false, sawBareLineEnding: false, receivedCount: 101, hasDate: true, hasMessageID: true), "554 5.4.6"),
     ]
 

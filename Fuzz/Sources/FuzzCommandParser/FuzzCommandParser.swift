@@ -290,7 +290,8 @@ func checkEnvelope(_ envelope: Envelope, summary: ServerSession.DataSummary, ses
     fuzzCheck(!envelope.recipients.isEmpty && envelope.recipients.count <= configuration.maximumRecipients,
               "\(envelope.recipients.count) recipients; \(where_())")
     fuzzCheck(!summary.exceededMaximumSize && summary.size <= configuration.maximumMessageSize, "over the size limit; \(where_())")
-    fuzzCheck(!(summary.sawBareLineEnding && configuration.lineEndingPolicy == .reject), "a bare line ending accepted; \(where_())")
+    fuzzCheck(!((summary.sawBareLineEnding || summary.sawNUL) && configuration.lineEndingPolicy == .reject),
+              "a bare line ending or NUL accepted; \(where_())")
     fuzzCheck(summary.receivedCount <= configuration.maximumReceivedHeaders, "a mail loop accepted; \(where_())")
     fuzzCheck(!configuration.requiresAuthentication || session.authenticatedUser != nil, "no AUTH on a listener that requires it; \(where_())")
     fuzzCheck(!envelope.client.greetingName.isEmpty, "no greeting name; \(where_())")

@@ -2,19 +2,20 @@ import FuzzSupport
 import NIOCore
 import SMTPProtocol
 
-// The DATA decoder (RFC 5321 §4.1.1.4, §4.5.2): framing, dot-unstuffing, bare CR/LF (SMTP smuggling),
+// The DATA decoder (RFC 5321 §4.1.1.4, §4.5.2): framing, dot-unstuffing, bare CR/LF and NUL (SMTP smuggling),
 // the size limit; with DotStuffer, its inverse on the way out, and HeaderSectionScanner, which reads the
 // decoded text as it streams.
 //
 // Properties, for each line-ending policy:
 // 1. A reference decoder written from the specification (find the first `<CRLF>.<CRLF>`, split on CRLF,
-//    unstuff, treat every other CR or LF as bare) gives the same text, end, flags and size.
+//    unstuff, treat every other CR or LF as bare, and every NUL as refused or removed) gives the same text,
+//    end, flags and size.
 // 2. The input fed whole, in 2 and 3 random pieces, and byte by byte, with a random (often tiny) size
 //    limit, gives the same end, flags, size and consumed count, and the same text (below the limit; above
 //    it, text never exceeds the limit and is a prefix of the unlimited text).
 // 3. DotStuffer then DataDecoder is the identity on CRLF-clean text (what the queue stores), for any chunking
 //    of the stuffer's input, and ends exactly at the stuffer's end; on any bytes it equals the text with every
-//    bare CR or LF made CRLF (normalize policy).
+//    bare CR or LF made CRLF and every NUL removed (normalize policy).
 // 4. What Petrel relays (the stuffed form of accepted text) holds no end of data that a lenient receiver
 //    would see early: no `<LF>.<LF>`, `<LF>.<CR>`, `<CR>.<CR>` or `<CR>.<LF>` before its real end.
 // 5. HeaderSectionScanner reads the same fields whatever the chunking of the decoded text.
@@ -38,6 +39,7 @@ struct Decoded: Equatable {
     var isFinished: Bool
     var consumed: Int
     var sawBareLineEnding: Bool
+    var sawNUL: Bool
     var decodedSize: Int
     var exceededMaximumSize: Bool
     var isDiscarding: Bool
@@ -61,7 +63,7 @@ func decode(_ pieces: [[UInt8]], policy: DataDecoder.LineEndingPolicy, maximumSi
     }
     return Decoded(
         output: Array(output.readableBytesView), isFinished: isFinished, consumed: consumed,
-        sawBareLineEnding: decoder.sawBareLineEnding, decodedSize: decoder.decodedSize,
+        sawBareLineEnding: decoder.sawBareLineEnding, sawNUL: decoder.sawNUL, decodedSize: decoder.decodedSize,
         exceededMaximumSize: decoder.exceededMaximumSize, isDiscarding: decoder.isDiscarding
     )
 }
@@ -72,12 +74,14 @@ struct Reference {
     var output: [UInt8] = []
     var consumed = 0
     var sawBareLineEnding = false
+    var sawNUL = false
     var decodedSize = 0
 }
 
 /// RFC 5321 §4.5.2 and §2.3.8 read literally, on the whole input at once. `nil` when the input has no end
 /// of data. The end of data is `.CRLF` at the very start or right after a CRLF; lines are split on CRLF
-/// only; a line's leading `.` is removed unless a bare CR or LF follows it; every other CR or LF is bare.
+/// only; a line's leading `.` is removed unless a bare CR or LF follows it; every other CR or LF is bare;
+/// a NUL is removed (normalize) or makes the message refused (reject).
 func referenceDecode(_ input: [UInt8], policy: DataDecoder.LineEndingPolicy) -> Reference? {
     let cr: UInt8 = 13, lf: UInt8 = 10, dot: UInt8 = 46
     var end: Int?
@@ -107,7 +111,11 @@ func referenceDecode(_ input: [UInt8], policy: DataDecoder.LineEndingPolicy) -> 
             text = text.dropFirst()
         }
         for byte in text {
-            if byte == cr || byte == lf {
+            if byte == 0 {
+                // RFC 5322 §3.5: no NUL in message text; removed, or the message refused.
+                result.sawNUL = true
+                if policy == .reject { isTruncated = true }
+            } else if byte == cr || byte == lf {
                 result.sawBareLineEnding = true
                 switch policy {
                 case .normalize: emit([cr, lf])
@@ -138,21 +146,24 @@ func checkAgainstReference(_ input: [UInt8], policy: DataDecoder.LineEndingPolic
               "decoded \(show(actual.output)), the reference says \(show(expected.output)); \(context())")
     fuzzCheck(actual.sawBareLineEnding == expected.sawBareLineEnding,
               "sawBareLineEnding \(actual.sawBareLineEnding), the reference says \(expected.sawBareLineEnding); \(context())")
+    fuzzCheck(actual.sawNUL == expected.sawNUL,
+              "sawNUL \(actual.sawNUL), the reference says \(expected.sawNUL); \(context())")
     fuzzCheck(actual.decodedSize == expected.decodedSize,
               "decodedSize \(actual.decodedSize), the reference says \(expected.decodedSize); \(context())")
     if policy == .normalize {
         checkCRLFClean(actual.output, context())
         // What was accepted is relayed stuffed; the next hop must read back exactly it.
         checkRelayed(actual.output, context())
-    } else if !actual.sawBareLineEnding {
+    } else if !actual.sawBareLineEnding && !actual.sawNUL {
         checkCRLFClean(actual.output, context())
         checkRelayed(actual.output, context())
     }
 }
 
-/// Every CR is followed by LF and every LF preceded by CR.
+/// Every CR is followed by LF and every LF preceded by CR, and there is no NUL.
 func checkCRLFClean(_ text: [UInt8], _ context: @autoclosure () -> String) {
     for index in text.indices {
+        fuzzCheck(text[index] != 0, "NUL in accepted text at \(index); \(context())")
         if text[index] == 13 {
             fuzzCheck(index + 1 < text.count && text[index + 1] == 10, "bare CR in accepted text at \(index); \(context())")
         } else if text[index] == 10 {
@@ -173,8 +184,8 @@ func checkFragmentation(_ input: [UInt8], policy: DataDecoder.LineEndingPolicy, 
         func context() -> String { "policy \(policy), maximumSize \(maximumSize), \(pieces.count) pieces \(pieces.map { show($0) })" }
         fuzzCheck(actual.isFinished == unlimited.isFinished && actual.consumed == unlimited.consumed,
                   "finished \(actual.isFinished) after \(actual.consumed), whole and unlimited \(unlimited.isFinished) after \(unlimited.consumed); \(context())")
-        fuzzCheck(actual.sawBareLineEnding == unlimited.sawBareLineEnding,
-                  "sawBareLineEnding differs with the pieces; \(context())")
+        fuzzCheck(actual.sawBareLineEnding == unlimited.sawBareLineEnding && actual.sawNUL == unlimited.sawNUL,
+                  "sawBareLineEnding or sawNUL differs with the pieces; \(context())")
         fuzzCheck(actual.decodedSize == unlimited.decodedSize,
                   "decodedSize \(actual.decodedSize), whole and unlimited \(unlimited.decodedSize); \(context())")
         fuzzCheck(actual.exceededMaximumSize == (unlimited.decodedSize > maximumSize),
@@ -203,7 +214,7 @@ func stuff(_ pieces: [[UInt8]]) -> [UInt8] {
     return Array(output.readableBytesView)
 }
 
-/// `text` with every CR or LF that is not part of a CRLF made into CRLF.
+/// `text` with every CR or LF that is not part of a CRLF made into CRLF, and every NUL removed.
 func normalizingBareLineEndings(_ text: [UInt8]) -> [UInt8] {
     var output: [UInt8] = []
     output.reserveCapacity(text.count)
@@ -215,6 +226,8 @@ func normalizingBareLineEndings(_ text: [UInt8]) -> [UInt8] {
             index += 2
         } else if byte == 13 || byte == 10 {
             output += crlf
+            index += 1
+        } else if byte == 0 {
             index += 1
         } else {
             output.append(byte)
@@ -232,7 +245,7 @@ func checkRelayed(_ text: [UInt8], _ context: @autoclosure () -> String) {
     let expected = text.isEmpty || text.hasSuffix(crlf) ? text : text + crlf
     fuzzCheck(next.isFinished && next.consumed == wire.count,
               "the next hop's end of data is at \(next.consumed) of \(wire.count): \(show(wire)); \(context())")
-    fuzzCheck(!next.sawBareLineEnding && next.output == expected,
+    fuzzCheck(!next.sawBareLineEnding && !next.sawNUL && next.output == expected,
               "the next hop reads \(show(next.output)), sent \(show(expected)); \(context())")
     let body = wire.dropLast(3)  // the real `.CRLF`
     var index = body.startIndex
@@ -267,7 +280,7 @@ func checkDotStufferRoundTrip(_ input: [UInt8], choices: inout FuzzChoices) {
             func context() -> String { "text \(show(clean)) in \(pieces.count) pieces, on the wire \(show(wire)), policy \(policy)" }
             fuzzCheck(back.isFinished && back.consumed == wire.count,
                       "the decoder's end of data is at \(back.consumed) of \(wire.count); \(context())")
-            fuzzCheck(!back.sawBareLineEnding, "a bare line ending in stuffed clean text; \(context())")
+            fuzzCheck(!back.sawBareLineEnding && !back.sawNUL, "a bare line ending or NUL in stuffed clean text; \(context())")
             fuzzCheck(back.output == expected, "decoded \(show(back.output)), expected \(show(expected)); \(context())")
         }
     }

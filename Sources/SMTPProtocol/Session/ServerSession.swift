@@ -38,14 +38,17 @@ public struct ServerSession: Sendable {
         public var size: Int
         public var exceededMaximumSize: Bool
         public var sawBareLineEnding: Bool
+        public var sawNUL: Bool
         public var receivedCount: Int
         public var hasDate: Bool
         public var hasMessageID: Bool
 
-        public init(size: Int, exceededMaximumSize: Bool, sawBareLineEnding: Bool, receivedCount: Int, hasDate: Bool, hasMessageID: Bool) {
+        public init(size: Int, exceededMaximumSize: Bool, sawBareLineEnding: Bool, sawNUL: Bool = false,
+                    receivedCount: Int, hasDate: Bool, hasMessageID: Bool) {
             self.size = size
             self.exceededMaximumSize = exceededMaximumSize
             self.sawBareLineEnding = sawBareLineEnding
+            self.sawNUL = sawNUL
             self.receivedCount = receivedCount
             self.hasDate = hasDate
             self.hasMessageID = hasMessageID
@@ -56,6 +59,7 @@ public struct ServerSession: Sendable {
                 size: decoder.decodedSize,
                 exceededMaximumSize: decoder.exceededMaximumSize,
                 sawBareLineEnding: decoder.sawBareLineEnding,
+                sawNUL: decoder.sawNUL,
                 receivedCount: headers.receivedCount,
                 hasDate: headers.hasDate,
                 hasMessageID: headers.hasMessageID
@@ -111,11 +115,6 @@ public struct ServerSession: Sendable {
         self.relayPolicy = relayPolicy
     }
 
-    /// RFC 3848 §2 protocol names for the trace header.
-    var protocolName: String {
-        guard greeting?.isExtended == true else { return "SMTP" }
-        return "ESMTP" + (isTLSActive ? "S" : "") + (authenticatedUser != nil ? "A" : "")
-    }
 
     /// `true` while message text is being read.
     public var isReadingData: Bool { state == .data }
@@ -191,6 +190,10 @@ public struct ServerSession: Sendable {
             return abortTransaction(SMTPReply(550, EnhancedStatusCode(5, 6, 0),
                 "Error: message contains a bare CR or LF line ending; lines must end with CRLF (RFC 5321 §2.3.8)"))
         }
+        if summary.sawNUL && configuration.lineEndingPolicy == .reject {
+            return abortTransaction(SMTPReply(550, EnhancedStatusCode(5, 6, 0),
+                "Error: message contains a NUL octet, which message text may not (RFC 5322 §3.5)"))
+        }
         if summary.receivedCount > configuration.maximumReceivedHeaders {
             return abortTransaction(SMTPReply(554, EnhancedStatusCode(5, 4, 6), "Error: too many Received headers - mail loop"))
         }
@@ -200,6 +203,10 @@ public struct ServerSession: Sendable {
             if !summary.hasMessageID { missing.insert(.messageID) }
         }
         state = .enqueueing
+        let protocolName = TraceHeaders.protocolName(
+            isExtended: greeting.isExtended, isTLS: isTLSActive, isAuthenticated: authenticatedUser != nil,
+            isSMTPUTF8: transaction.parameters.isSMTPUTF8
+        )
         let envelope = Envelope(
             reversePath: transaction.reversePath,
             parameters: transaction.parameters,

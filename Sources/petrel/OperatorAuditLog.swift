@@ -1,0 +1,47 @@
+import Logging
+import MailQueue
+import ServiceLifecycle
+
+/// Writes the operator's actions into the server's log, beside the delivery lines: the CLI runs in
+/// another process and leaves an entry in the queue (`operator_audit`) for each message it acted on; this
+/// service logs each once, every second, and a last time at shutdown.
+///
+///     2025-03-01T09:15:02.517Z notice petrel: [petrel] 65SHN2V1Q8K0TZ: removed by operator root (reason: spam run)
+///
+/// With `[log] format = "json"` the line also carries `action`, `operator`, `reason` and `recipients`.
+struct OperatorAuditLog: Service {
+    let store: QueueStore
+    let logger: Logger
+    var interval: Duration = .seconds(1)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await logWaitingEntries()
+                try? await Task.sleep(for: interval)
+            }
+        }
+        // What was done in the last interval.
+        await logWaitingEntries()
+    }
+
+    private func logWaitingEntries() async {
+        do {
+            try await store.logOperatorAudit { entry in
+                logger.notice("\(entry.logLine)", metadata: LogOutput.format == .json ? fields(entry) : nil)
+            }
+        } catch where Task.isCancelled {
+            // Shutdown: the entries stay for the last look, or the next start.
+        } catch {
+            logger.warning("cannot read the operator's actions from the queue; they are logged later", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The JSON fields; the human line says the same in words.
+    private func fields(_ entry: OperatorAuditEntry) -> Logger.Metadata {
+        var fields: Logger.Metadata = ["action": "\(entry.action)", "operator": "\(entry.operatorName)"]
+        if let reason = entry.reason { fields["reason"] = "\(reason)" }
+        if !entry.recipients.isEmpty { fields["recipients"] = .array(entry.recipients.map { "\($0)" }) }
+        return fields
+    }
+}
