@@ -11,7 +11,7 @@ import SMTPProtocol
 ///
 /// Conversion is done in memory, whole, so a message is never sent half converted: an inline text is at
 /// most 256 KiB, and a spooled one is read into memory when it must be converted, up to
-/// ``conversionLimit``; a larger one is refused for this hop like one that cannot be converted (the
+/// ``defaultConversionLimit``; a larger one is refused for this hop like one that cannot be converted (the
 /// next hop may offer 8BITMIME; if none does, it bounces with `5.6.3`).
 final class OutboundContent {
     let transaction: OutboundTransaction
@@ -21,7 +21,8 @@ final class OutboundContent {
     private var conversions: [Bool: Result<ByteBuffer, MIMEConverter.Failure>] = [:]
 
     /// Spooled text is at least 256 KiB; the default `max_message_size` is 25 MiB.
-    static let conversionLimit = 64 * 1024 * 1024
+    static let defaultConversionLimit = 64 * 1024 * 1024
+    let conversionLimit: Int
 
     /// What one host gets.
     enum Preparation {
@@ -30,10 +31,12 @@ final class OutboundContent {
         case refuse(SMTPReply)
     }
 
-    init(transaction: OutboundTransaction, content: StoredContent, spoolReader: SpoolFileReader = SpoolFileReader()) {
+    init(transaction: OutboundTransaction, content: StoredContent, spoolReader: SpoolFileReader = SpoolFileReader(),
+         conversionLimit: Int = OutboundContent.defaultConversionLimit) {
         self.transaction = transaction
         self.content = content
         self.spoolReader = spoolReader
+        self.conversionLimit = conversionLimit
     }
 
     /// The transaction and text for a host that offered `capabilities`. Throws a local ``HostFailure``
@@ -97,8 +100,8 @@ final class OutboundContent {
         case .inline(let inline):
             text = inline
         case .spooled(let traceHeaders, let path):
-            guard transaction.size <= Self.conversionLimit else {
-                return .failure(.tooLarge(limit: Self.conversionLimit))
+            guard transaction.size <= conversionLimit else {
+                return .failure(.tooLarge(limit: conversionLimit))
             }
             text = ByteBuffer()
             text.reserveCapacity(transaction.size)
