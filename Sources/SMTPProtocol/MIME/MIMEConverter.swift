@@ -152,7 +152,7 @@ public struct MIMEConverter: Sendable {
                 let lineEnd = MIMEHeaderSection.endOfLine(text, from: lineStart, before: body.upperBound)
                 // A delimiter follows a CRLF (RFC 2046 §5.1.1): after a bare LF, which an encoding keeps as
                 // data (`=0A`), `--boundary` is data too, or the encoded part would swallow the next one.
-                let followsCRLF = lineStart == body.lowerBound || text[lineStart - 2] == UInt8(ascii: "\r")
+                let followsCRLF = lineStart == body.lowerBound || (lineStart - 2 >= body.lowerBound && text[lineStart - 2] == UInt8(ascii: "\r"))
                 guard followsCRLF, let isClose = delimiter(lineStart..<lineEnd, boundary) else {
                     lineStart = lineEnd
                     continue
