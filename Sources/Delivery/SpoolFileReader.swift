@@ -33,8 +33,13 @@ struct SpoolFileReader: Sendable {
     /// opened, a read fails (`EINTR` is retried), or the file is shorter or longer than expected; whatever
     /// `body` throws is passed on.
     func forEachChunk(path: String, expectedSize: Int, _ body: (ByteBuffer) async throws -> Void) async throws {
-        let descriptor = try await NIOThreadPool.singleton.runIfActive { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
-        guard descriptor >= 0 else { throw Failure(description: "open: \(String(cString: strerror(errno)))") }
+        let (descriptor, openError) = try await NIOThreadPool.singleton.runIfActive { () -> (Int32, Int32) in
+            while true {
+                let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+                if descriptor >= 0 || errno != EINTR { return (descriptor, errno) }
+            }
+        }
+        guard descriptor >= 0 else { throw Failure(description: "open: \(String(cString: strerror(openError)))") }
         defer { _ = Glibc.close(descriptor) }
         var total = 0
         while true {
