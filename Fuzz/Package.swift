@@ -9,7 +9,7 @@
 // Build and run everything with `Fuzz/run` (see its header for the exact commands).
 import PackageDescription
 
-let fuzzTargets = ["FuzzCommandParser", "FuzzDataDecoder", "FuzzReplyParser", "FuzzAddressParser", "FuzzBase64"]
+let fuzzTargets = ["FuzzCommandParser", "FuzzDataDecoder", "FuzzReplyParser", "FuzzAddressParser", "FuzzBase64", "FuzzMIMEConverter"]
 
 let package = Package(
     name: "PetrelFuzz",

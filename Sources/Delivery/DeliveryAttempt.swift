@@ -62,27 +62,43 @@ struct DeliveryAttempt {
             },
             size: job.size
         )
-        var lastFailure = AttemptResult.localError(LocalError(status: EnhancedStatusCode(4, 4, 1), description: "no host could be reached"))
+        let outbound = OutboundContent(transaction: transaction, content: content)
+        // Hosts that could not take the message for what they lack (RFC 6152, RFC 6531): when every host
+        // tried says so, the message bounces with that (local, permanent) error; when any failed otherwise,
+        // it is deferred with that host's failure.
+        var refusal: LocalError?
+        var refusals = 0
+        var isEveryHostTried = true
+        var lastFailure: AttemptResult?
         var connectionsTried = 0
         hosts: for host in route.hosts {
             for address in host.addresses {
-                guard connectionsTried < maximumConnections else { break hosts }
+                guard connectionsTried < maximumConnections else {
+                    isEveryHostTried = false
+                    break hosts
+                }
                 connectionsTried += 1
                 let key = "\(address):\(host.port)"
                 do {
-                    let (connection, outcomes) = try await transact(transaction, content: content, host: host, address: address, kind: route.kind)
+                    let (connection, outcomes) = try await transact(outbound, host: host, address: address, kind: route.kind)
                     let result = Result(report: Self.report(outcomes, on: connection), tls: connection.tlsVersion)
                     await cache.park(connection)
                     return result
+                } catch let hop as HopRefusal {
+                    let relay = "\(host.name)[\(address)]:\(host.port)"
+                    refusal = Self.localError(hop.reply, at: relay)
+                    refusals += 1
+                    log("\(job.queueID): \(relay) cannot take the message: \(hop.reply)")
                 } catch let failure as HostFailure {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
-                    lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure, at: relay))
+                    lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure.reply, at: relay))
+                    if failure.isLocalFailure { break hosts }
                     let (security, _) = self.security(for: route.kind, key: key)
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
                         tlsFailures.remember(key)
                         log("\(job.queueID): TLS handshake with \(relay) failed (\(failure.reply)); retrying in plaintext")
-                        if let (connection, outcomes) = try? await transact(transaction, content: content, host: host, address: address, kind: route.kind) {
+                        if let (connection, outcomes) = try? await transact(outbound, host: host, address: address, kind: route.kind) {
                             let result = Result(report: Self.report(outcomes, on: connection))
                             await cache.park(connection)
                             return result
@@ -93,12 +109,23 @@ struct DeliveryAttempt {
                 }
             }
         }
-        return Result(report: .noHost(lastFailure))
+        if let refusal, refusals == connectionsTried, isEveryHostTried {
+            return Result(report: .noHost(.localError(refusal)))
+        }
+        if let lastFailure {
+            return Result(report: .noHost(lastFailure))
+        }
+        if let refusal {
+            // Not every host was tried: one that was not might take the message, so it waits for a retry.
+            let status = EnhancedStatusCode(4, refusal.status.subject, refusal.status.detail)
+            return Result(report: .noHost(.localError(LocalError(status: status, description: refusal.description))))
+        }
+        return Result(report: .noHost(.localError(LocalError(status: EnhancedStatusCode(4, 4, 1), description: "no host could be reached"))))
     }
 
     /// The relay's own error at a host, naming the host once: `mx.example[192.0.2.1]:25: TLS is required, …`.
-    private static func localError(_ failure: HostFailure, at relay: String) -> LocalError {
-        var error = LocalError(failure.reply)
+    private static func localError(_ reply: SMTPReply, at relay: String) -> LocalError {
+        var error = LocalError(reply)
         if !error.description.contains(relay) { error.description = "\(relay): \(error.description)" }
         return error
     }
@@ -108,15 +135,19 @@ struct DeliveryAttempt {
     }
 
     /// A transaction on a cached connection when there is one (retried once on a fresh connection if the
-    /// cached one turns out dead), else on a new one.
-    private func transact(_ transaction: OutboundTransaction, content: StoredContent, host: Route.Host, address: String, kind: Route.Kind)
+    /// cached one turns out dead), else on a new one. A host that cannot take this message keeps its
+    /// connection for the next one.
+    private func transact(_ outbound: OutboundContent, host: Route.Host, address: String, kind: Route.Kind)
         async throws -> (OutboundConnection, [RecipientOutcome]) {
         if let cached = await cache.take("\(address):\(host.port)") {
             do {
-                return (cached, try await cached.send(transaction, content: content))
+                return (cached, try await send(outbound, on: cached))
             } catch let failure as HostFailure where failure.isStaleConnection {
                 // The server closed the idle connection: try once more on a fresh one.
                 await cached.close()
+            } catch let refusal as HopRefusal {
+                await cache.park(cached)
+                throw refusal
             } catch {
                 await cached.close()
                 throw error
@@ -126,12 +157,31 @@ struct DeliveryAttempt {
         let connection = try await OutboundConnection.open(hostName: host.name, address: address, port: host.port,
                                                            heloName: heloName, timeouts: timeouts, security: security, tls: tls)
         do {
-            return (connection, try await connection.send(transaction, content: content))
+            return (connection, try await send(outbound, on: connection))
+        } catch let refusal as HopRefusal {
+            await cache.park(connection)
+            throw refusal
         } catch {
             await connection.close()
             throw error
         }
     }
+
+    /// The text in the form this host may take, or ``HopRefusal``.
+    private func send(_ outbound: OutboundContent, on connection: OutboundConnection) async throws -> [RecipientOutcome] {
+        switch try await outbound.prepare(for: connection.capabilities ?? ServerCapabilities(isExtended: false)) {
+        case .send(let transaction, let content):
+            return try await connection.send(transaction, content: content)
+        case .refuse(let reply):
+            throw HopRefusal(reply: reply)
+        }
+    }
+}
+
+/// A host that cannot take this message for what it does not offer (8BITMIME, SMTPUTF8), decided before
+/// the transaction starts.
+struct HopRefusal: Error {
+    var reply: SMTPReply
 }
 
 /// Remembers, for an hour, the hosts whose TLS handshake failed.

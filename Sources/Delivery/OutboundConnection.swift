@@ -39,12 +39,17 @@ public struct HostFailure: Error, Sendable {
     public var isStaleConnection: Bool
     /// `true` when the TLS handshake failed: under opportunistic TLS the next try goes in plaintext.
     public var isTLSFailure: Bool
+    /// `true` when the fault is ours (the spool file could not be read): another host would fare no
+    /// better, so the attempt ends and the message is deferred.
+    public var isLocalFailure: Bool
 
-    init(_ reply: SMTPReply, isRemoteReply: Bool = false, isStaleConnection: Bool = false, isTLSFailure: Bool = false) {
+    init(_ reply: SMTPReply, isRemoteReply: Bool = false, isStaleConnection: Bool = false, isTLSFailure: Bool = false,
+         isLocalFailure: Bool = false) {
         self.reply = reply
         self.isRemoteReply = isRemoteReply
         self.isStaleConnection = isStaleConnection
         self.isTLSFailure = isTLSFailure
+        self.isLocalFailure = isLocalFailure
     }
 }
 
@@ -69,6 +74,8 @@ final class OutboundConnection: @unchecked Sendable {
     /// The read timeout last given to the gate.
     private var currentTimeout: Duration?
     private(set) var isBroken = false
+    /// How spooled text is read; tests inject failing reads.
+    var spoolReader = SpoolFileReader()
 
     var capabilities: ServerCapabilities? { session.capabilities }
     var isReusable: Bool { !isBroken && session.isReady }
@@ -148,7 +155,7 @@ final class OutboundConnection: @unchecked Sendable {
         precondition(session.isReady)
         transactionCount += 1
         do {
-            switch try await perform(session.start(transaction), content: content) {
+            switch try await perform(session.start(transaction), content: content, size: transaction.size) {
             case .finished(let outcomes):
                 return outcomes
             case .hostFailed(let reply):
@@ -196,7 +203,7 @@ final class OutboundConnection: @unchecked Sendable {
     // MARK: - The conversation
 
     /// Performs actions until the session needs the caller: ready, finished, failed or closed.
-    private func perform(_ first: ClientSession.Action, content: StoredContent?) async throws -> ClientSession.Action {
+    private func perform(_ first: ClientSession.Action, content: StoredContent?, size: Int = 0) async throws -> ClientSession.Action {
         var action = first
         while true {
             switch action {
@@ -208,7 +215,7 @@ final class OutboundConnection: @unchecked Sendable {
             case .sendMessage:
                 guard let content else { preconditionFailure("message text asked for outside a transaction") }
                 setTimeout(timeouts.dataTermination)
-                try await sendText(content)
+                try await sendText(content, size: size)
                 // RFC 5321 §4.5.3.2.6: the wait for the reply to the final dot gets the whole timeout, however
                 // long sending took (writes do not move the gate's clock): the next setTimeout must re-arm.
                 currentTimeout = nil
@@ -307,8 +314,10 @@ final class OutboundConnection: @unchecked Sendable {
         }
     }
 
-    /// The message text, dot-stuffed, then `.` (RFC 5321 §4.5.2). A spooled message is read in pieces.
-    private func sendText(_ content: StoredContent) async throws {
+    /// The message text, dot-stuffed, then `.` (RFC 5321 §4.5.2). A spooled message is read in pieces and
+    /// must be read whole: when ``SpoolFileReader`` fails, the final dot is never sent and the connection is
+    /// dropped, so the next hop discards what it got (RFC 5321 §4.1.1.4) and the message stays queued.
+    private func sendText(_ content: StoredContent, size: Int) async throws {
         var stuffer = DotStuffer()
         var wire = ByteBuffer()
         switch content {
@@ -317,23 +326,14 @@ final class OutboundConnection: @unchecked Sendable {
             stuffer.stuff(text, into: &wire)
         case .spooled(let traceHeaders, let path):
             stuffer.stuff(traceHeaders, into: &wire)
-            let descriptor = try await NIOThreadPool.singleton.runIfActive { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
-            guard descriptor >= 0 else {
-                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 3, 0), "cannot read the spooled message"))
-            }
-            defer { _ = Glibc.close(descriptor) }
-            while true {
-                let chunk = try await NIOThreadPool.singleton.runIfActive { () -> ByteBuffer? in
-                    var buffer = ByteBuffer()
-                    let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64 * 1024) { bytes in
-                        max(0, read(descriptor, bytes.baseAddress, bytes.count))
-                    }
-                    return count > 0 ? buffer : nil
+            do {
+                try await spoolReader.forEachChunk(path: path, expectedSize: size - traceHeaders.readableBytes) { chunk in
+                    stuffer.stuff(chunk, into: &wire)
+                    try await write(wire)
+                    wire.clear()
                 }
-                guard let chunk else { break }
-                stuffer.stuff(chunk, into: &wire)
-                try await write(wire)
-                wire.clear()
+            } catch let failure as SpoolFileReader.Failure {
+                throw HostFailure(failure.reply, isLocalFailure: true)
             }
         }
         stuffer.finish(into: &wire)

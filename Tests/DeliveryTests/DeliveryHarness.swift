@@ -59,8 +59,20 @@ struct DeliveryHarness {
     }
 
     /// Queues a message as the inbound server would, and returns its queue id.
+    /// How a test's text is stored: inline, or as a spool file, whole or damaged.
+    enum Storage {
+        case inline
+        case spooled
+        /// A spool file with only the first half of the text.
+        case spooledTruncated
+        /// A directory where the spool file should be: it opens, and `read(2)` fails with `EISDIR`.
+        case spooledAsDirectory
+    }
+
+    /// `text` replaces the default text after the trace header.
     @discardableResult
-    func enqueue(from sender: String?, to recipients: [String], subject: String = "test",
+    func enqueue(from sender: String?, to recipients: [String], subject: String = "test", text: String? = nil,
+                 storage: Storage = .inline,
                  configure: (inout Envelope) -> Void = { _ in }) async throws -> String {
         let queueID = QueueID.make()
         func mailbox(_ address: String) -> Mailbox {
@@ -74,10 +86,19 @@ struct DeliveryHarness {
             client: ClientIdentity(address: "127.0.0.1", greetingName: "client.test", protocolName: "ESMTP")
         )
         configure(&envelope)
-        let text = "From: <\(sender ?? "")>\r\nSubject: \(subject)\r\nMessage-ID: <\(queueID)@client.test>\r\n\r\nHello.\r\n.dot line\r\n"
+        let text = text ?? "From: <\(sender ?? "")>\r\nSubject: \(subject)\r\nMessage-ID: <\(queueID)@client.test>\r\n\r\nHello.\r\n.dot line\r\n"
+        var content = IncomingMessage.Content.inline(ByteBuffer(string: text))
+        let path = (store.spoolDirectory as NSString).appendingPathComponent(queueID)
+        switch storage {
+        case .inline: break
+        case .spooled: try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        case .spooledTruncated: try Data(text.utf8.prefix(text.utf8.count / 2)).write(to: URL(fileURLWithPath: path))
+        case .spooledAsDirectory: try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        }
+        if storage != .inline { content = .spooled(fileName: queueID) }
         let message = IncomingMessage(
             queueID: queueID, envelope: envelope, traceHeaders: ByteBuffer(string: "Received: from client.test\r\n"),
-            content: .inline(ByteBuffer(string: text)), contentSize: text.utf8.count,
+            content: content, contentSize: text.utf8.count,
             arrivedAt: Date(), expiresAt: Date().addingTimeInterval(3600)
         )
         try await committer.enqueue(message)

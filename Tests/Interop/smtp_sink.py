@@ -17,6 +17,8 @@ The script, as attributes (they may be changed while it runs; the next command s
 - `mail_reply(sender) -> str | None`, `rcpt_reply(address, attempt) -> str | None` (`attempt` counts the
   RCPTs of that address this sink has seen, from 1), `data_reply(message) -> str | None`: `None` means
   the normal 250;
+- `advertise_8bitmime` (default True), `advertise_smtputf8` (default False): whether EHLO offers
+  8BITMIME and SMTPUTF8, for the relay's conversions (RFC 6152 §3, RFC 6531 §3.4);
 - `reset_mid_data`: after 354 and the first bytes of the text, reset the connection (RST);
 - `hold_data_reply`: a `threading.Event`; once the whole text is in, the reply to it waits until the
   event is set (at most `hold_timeout` seconds). `held` counts the texts received so far.
@@ -79,6 +81,8 @@ class SMTPSink:
         self.mail_reply: Optional[Callable[[str], Optional[str]]] = None
         self.rcpt_reply: Optional[Callable[[str, int], Optional[str]]] = None
         self.data_reply: Optional[Callable[[SinkMessage], Optional[str]]] = None
+        self.advertise_8bitmime = True
+        self.advertise_smtputf8 = False
         self.reset_mid_data = False
         self.hold_data_reply: Optional[threading.Event] = None
         self.hold_timeout = 30.0
@@ -296,7 +300,12 @@ class _Connection:
             if verb == "EHLO":
                 self.helo = argument
                 self.reset_transaction()
-                for extension in [sink.name, "PIPELINING", "8BITMIME", "DSN", f"SIZE {MAX_SIZE}"]:
+                extensions = [sink.name, "PIPELINING", "8BITMIME", "DSN", f"SIZE {MAX_SIZE}", "SMTPUTF8"]
+                if not sink.advertise_8bitmime:
+                    extensions.remove("8BITMIME")
+                if not sink.advertise_smtputf8:
+                    extensions.remove("SMTPUTF8")
+                for extension in extensions:
                     self.send(f"250-{extension}")
                 self.send("250 ENHANCEDSTATUSCODES")
             elif verb == "HELO":

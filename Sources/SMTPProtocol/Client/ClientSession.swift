@@ -4,7 +4,8 @@
 /// - EHLO, falling back to HELO when EHLO is refused (§3.2).
 /// - With PIPELINING (RFC 2920), `MAIL`, every `RCPT` and `DATA` go in one write; without it, one at a time.
 /// - `SIZE=` is declared when offered (RFC 1870), and a message over the server's limit is not sent.
-/// - DSN parameters (RFC 3461) are passed on only when the server offers DSN.
+/// - DSN parameters (RFC 3461) are passed on only when the server offers DSN; `SMTPUTF8` (RFC 6531) only
+///   when offered, and a message that needs it is not sent to a server without it.
 /// - Every recipient gets its own outcome: one `550` among three recipients fails that one alone.
 /// - A `421`, a refused greeting, EHLO/HELO, or a `4xx` to `MAIL` is a failure of the host, not of the
 ///   recipients: the caller tries the next mail exchanger.
@@ -249,10 +250,9 @@ public struct ClientSession: Sendable {
             let reply = SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Message size \(request.size) exceeds the remote server's limit of \(limit) octets")
             return .finished(Array(repeating: .failed(reply), count: request.recipients.count))
         }
-        if request.parameters.isSMTPUTF8 && !capabilities.supportsSMTPUTF8 {
+        if request.parameters.isSMTPUTF8 && request.needsSMTPUTF8 && !capabilities.supportsSMTPUTF8 {
             // RFC 6531 §3.2: the message cannot be sent to a server without SMTPUTF8.
-            let reply = SMTPReply(553, EnhancedStatusCode(5, 6, 7), "The remote server does not support SMTPUTF8, which this message requires")
-            return .finished(Array(repeating: .failed(reply), count: request.recipients.count))
+            return .finished(Array(repeating: .failed(MessageRequirements.smtpUTF8Refusal), count: request.recipients.count))
         }
         var transaction = Transaction(request: request, isPipelined: capabilities.supportsPipelining)
         var commands = mailCommand(request, capabilities)
@@ -390,7 +390,8 @@ public struct ClientSession: Sendable {
         var line = "MAIL FROM:<\(request.reversePath)>"
         if capabilities.maximumSize != nil { line += " SIZE=\(request.size)" }
         if let body = request.parameters.body, capabilities.supports8BitMIME { line += " BODY=\(body.rawValue)" }
-        if request.parameters.isSMTPUTF8 { line += " SMTPUTF8" }
+        // RFC 6531 §3.4: a message that needs nothing non-ASCII goes on without the parameter.
+        if request.parameters.isSMTPUTF8 && capabilities.supportsSMTPUTF8 { line += " SMTPUTF8" }
         if capabilities.supportsDSN {
             if let ret = request.parameters.dsnReturn { line += " RET=\(ret.rawValue)" }
             if let envid = request.parameters.dsnEnvelopeID { line += " ENVID=\(envid)" }

@@ -6,12 +6,16 @@ public struct OutboundTransaction: Hashable, Sendable {
     public var recipients: [OutboundRecipient]
     /// Octets of message text, declared with `SIZE=` (RFC 1870).
     public var size: Int
+    /// With `SMTPUTF8` in the parameters: whether anything needs it (``MessageRequirements/needsSMTPUTF8``).
+    /// When nothing does, a server without SMTPUTF8 gets the message without the parameter.
+    public var needsSMTPUTF8: Bool
 
-    public init(reversePath: String, parameters: MailParameters, recipients: [OutboundRecipient], size: Int) {
+    public init(reversePath: String, parameters: MailParameters, recipients: [OutboundRecipient], size: Int, needsSMTPUTF8: Bool = true) {
         self.reversePath = reversePath
         self.parameters = parameters
         self.recipients = recipients
         self.size = size
+        self.needsSMTPUTF8 = needsSMTPUTF8
     }
 }
 

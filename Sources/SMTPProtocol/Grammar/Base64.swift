@@ -8,21 +8,25 @@ public enum Base64 {
     }()
 
     public static func encode<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        let input = Array(bytes)
         var output: [UInt8] = []
-        output.reserveCapacity((input.count + 2) / 3 * 4)
-        var index = 0
-        while index < input.count {
+        encode(Array(bytes)[...], into: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Appends the encoding of `input` to `output`.
+    public static func encode(_ input: ArraySlice<UInt8>, into output: inout [UInt8]) {
+        output.reserveCapacity(output.count + (input.count + 2) / 3 * 4)
+        var index = input.startIndex
+        while index < input.endIndex {
             let b0 = input[index]
-            let b1 = index + 1 < input.count ? input[index + 1] : 0
-            let b2 = index + 2 < input.count ? input[index + 2] : 0
+            let b1 = index + 1 < input.endIndex ? input[index + 1] : 0
+            let b2 = index + 2 < input.endIndex ? input[index + 2] : 0
             output.append(alphabet[Int(b0 >> 2)])
             output.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
-            output.append(index + 1 < input.count ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            output.append(index + 2 < input.count ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
+            output.append(index + 1 < input.endIndex ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            output.append(index + 2 < input.endIndex ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
             index += 3
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
     public static func encode(_ text: String) -> String { encode(Array(text.utf8)) }

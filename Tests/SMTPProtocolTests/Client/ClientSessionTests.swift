@@ -147,6 +147,27 @@ struct ClientSessionTests {
         #expect(utf8Outcomes.map { $0.reply.enhancedCode } == [EnhancedStatusCode(5, 6, 7)])
     }
 
+    /// RFC 6531 §3.4: SMTPUTF8 goes only to a server that offers it; a message that needs nothing
+    /// non-ASCII goes to one that does not, without the parameter; one that needs it is refused.
+    @Test(arguments: [
+        (ehlo: ["mx.test", "SMTPUTF8"], needsSMTPUTF8: false, mail: "MAIL FROM:<a@b.test> SMTPUTF8\r\n"),
+        (ehlo: ["mx.test", "SMTPUTF8"], needsSMTPUTF8: true, mail: "MAIL FROM:<a@b.test> SMTPUTF8\r\n"),
+        (ehlo: ["mx.test"], needsSMTPUTF8: false, mail: "MAIL FROM:<a@b.test>\r\n"),
+        (ehlo: ["mx.test"], needsSMTPUTF8: true, mail: nil),
+    ])
+    func passesSMTPUTF8OnOnlyWhenOfferedAndNeeded(_ test: (ehlo: [String], needsSMTPUTF8: Bool, mail: String?)) {
+        var session = Self.ready(SMTPReply(250, nil, test.ehlo))
+        var request = Self.transaction(["x@y.test"])
+        request.parameters.isSMTPUTF8 = true
+        request.needsSMTPUTF8 = test.needsSMTPUTF8
+        let action = session.start(request)
+        if let mail = test.mail {
+            #expect(action == .send(mail))
+        } else {
+            #expect(action == .finished([.failed(MessageRequirements.smtpUTF8Refusal)]))
+        }
+    }
+
     @Test func quitsPolitely() {
         var session = Self.ready(Self.ehloPlain)
         #expect(session.quit() == .send("QUIT\r\n"))
