@@ -116,6 +116,7 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -134,9 +135,19 @@ let package = Package(
         ),
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
         .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
-        .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "MailQueueTests",
+            dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
-        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication"]),
+        .testTarget(
+            name: "AuthenticationTests",
+            dependencies: [
+                "Authentication",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "DeliveryTests",
             dependencies: [
@@ -161,5 +172,5 @@ let package = Package(
             ]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -207,7 +207,15 @@ struct SessionDriver {
             logger.warning("AUTH refused: too many failures from this address", metadata: failure)
             return session.authenticationFailed(throttled: true)
         }
-        if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
+        let account: User?
+        do {
+            account = try await authenticator.authenticate(name: user, password: password, from: client.description)
+        } catch {
+            // The password checks are saturated (a burst of AUTH): the client may try again later.
+            logger.warning("AUTH refused: \(error)", metadata: failure)
+            return session.authenticationUnavailable()
+        }
+        if let account {
             logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }

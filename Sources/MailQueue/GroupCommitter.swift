@@ -92,7 +92,7 @@ public final class GroupCommitter: Service, Sendable {
         }
         store.removeSpoolFiles(of: removed)
         if !arrivals.isEmpty {
-            handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
+            await handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
         }
         var outcomes = removed.makeIterator()
         let answers = requests.map { request -> QueueStore.RecordOutcome? in

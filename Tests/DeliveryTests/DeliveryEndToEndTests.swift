@@ -18,7 +18,7 @@ struct DeliveryEndToEndTests {
     @Test func failsOverToTheNextMXByPreference() async throws {
         let port = try Self.freePort()
         let backup = try await FakeSMTPServer(host: "127.0.0.3", port: port)
-        defer { Task { await backup.stop() } }
+        defer { backup.stop() }
         // mx1 (127.0.0.2) has nothing listening: connection refused.
         let dns = try DNSTestServer(records: [
             .mx(domain: "pref.test", preference: 10, exchange: "mx1.pref.test"),
@@ -44,7 +44,7 @@ struct DeliveryEndToEndTests {
     @Test func mailBeyondTheDispatchersRoomIsClaimedFromTheQueue() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.5", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "busy.test", address: "127.0.0.5")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
             let ids = try await withThrowingTaskGroup(of: String.self) { group in
@@ -64,7 +64,7 @@ struct DeliveryEndToEndTests {
     @Test func usesTheImplicitMXWhenThereIsNoMX() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.4", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "implicit.test", address: "127.0.0.4")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             try await harness.enqueue(from: "alice@sender.test", to: ["bob@implicit.test"])
@@ -76,7 +76,7 @@ struct DeliveryEndToEndTests {
     @Test func bouncesNullMXAndNXDOMAINWithOneDSNToTheSender() async throws {
         let port = try Self.freePort()
         let senderMX = try await FakeSMTPServer(host: "127.0.0.5", port: port)
-        defer { Task { await senderMX.stop() } }
+        defer { senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .nullMX(domain: "nullmx.test"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"),
@@ -112,7 +112,7 @@ struct DeliveryEndToEndTests {
         let first = try await FakeSMTPServer(host: "127.0.0.15", port: port, script: script)
         let second = try await FakeSMTPServer(host: "127.0.0.16", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.17", port: port)
-        defer { Task { await first.stop(); await second.stop(); await senderMX.stop() } }
+        defer { first.stop(); second.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "one.test", preference: 10, exchange: "mx.one.test"), .a(host: "mx.one.test", address: "127.0.0.15"),
             .mx(domain: "two.test", preference: 10, exchange: "mx.two.test"), .a(host: "mx.two.test", address: "127.0.0.16"),
@@ -141,7 +141,7 @@ struct DeliveryEndToEndTests {
         var script = FakeSMTPServer.Script()
         script.recipientReply = { _, previous in previous == 0 ? "451 4.7.1 Greylisted, try again" : "250 2.1.5 Ok" }
         let server = try await FakeSMTPServer(host: "127.0.0.6", port: port, script: script)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "grey.test", preference: 10, exchange: "mx.grey.test"), .a(host: "mx.grey.test", address: "127.0.0.6")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@grey.test"])
@@ -163,7 +163,7 @@ struct DeliveryEndToEndTests {
         script.recipientReply = { address, _ in address.hasPrefix("nobody") ? "550 5.1.1 <\(address)>: User unknown" : "250 2.1.5 Ok" }
         let server = try await FakeSMTPServer(host: "127.0.0.7", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.8", port: port)
-        defer { Task { await server.stop(); await senderMX.stop() } }
+        defer { server.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "three.test", preference: 10, exchange: "mx.three.test"), .a(host: "mx.three.test", address: "127.0.0.7"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.8"),
@@ -184,7 +184,7 @@ struct DeliveryEndToEndTests {
         let port = try Self.freePort()
         let smarthost = try await FakeSMTPServer(host: "127.0.0.9", port: 0)
         let routed = try await FakeSMTPServer(host: "127.0.0.10", port: 0)
-        defer { Task { await smarthost.stop(); await routed.stop() } }
+        defer { smarthost.stop(); routed.stop() }
         let dns = try DNSTestServer(records: [.a(host: "smarthost.test", address: "127.0.0.9")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { configuration in
             configuration.delivery.smarthost = PetrelConfiguration.HostPort(host: "smarthost.test", port: smarthost.port)
@@ -203,7 +203,7 @@ struct DeliveryEndToEndTests {
         script.recipientReply = { _, _ in "451 4.3.0 Temporary trouble" }
         let server = try await FakeSMTPServer(host: "127.0.0.11", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.12", port: port)
-        defer { Task { await server.stop(); await senderMX.stop() } }
+        defer { server.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "down.test", preference: 10, exchange: "mx.down.test"), .a(host: "mx.down.test", address: "127.0.0.11"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.12"),
@@ -235,7 +235,7 @@ struct DeliveryEndToEndTests {
     @Test func aRefusedConnectionIsALocalErrorInTheQueueAndTheDSN() async throws {
         let port = try Self.freePort()
         let senderMX = try await FakeSMTPServer(host: "127.0.0.19", port: port)
-        defer { Task { await senderMX.stop() } }
+        defer { senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "refusing.test", preference: 10, exchange: "mx.refusing.test"), .a(host: "mx.refusing.test", address: "127.0.0.18"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.19"),
@@ -266,7 +266,7 @@ struct DeliveryEndToEndTests {
         var script = FakeSMTPServer.Script()
         script.recipientReply = { _, _ in "550 5.1.1 No such user" }
         let server = try await FakeSMTPServer(host: "127.0.0.13", port: port, script: script)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "gone.test", preference: 10, exchange: "mx.gone.test"), .a(host: "mx.gone.test", address: "127.0.0.13")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let id = try await harness.enqueue(from: nil, to: ["bob@gone.test"])
@@ -280,7 +280,7 @@ struct DeliveryEndToEndTests {
     @Test func passesDSNParametersOnAndReusesConnections() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.14", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "dsn.test", preference: 10, exchange: "mx.dsn.test"), .a(host: "mx.dsn.test", address: "127.0.0.14")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
             try await harness.enqueue(from: "alice@sender.test", to: ["bob@dsn.test"]) { envelope in

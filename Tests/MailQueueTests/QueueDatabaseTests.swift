@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SMTPProtocol
 import Testing
@@ -68,7 +69,7 @@ struct QueueDatabaseTests {
         message.envelope.parameters.dsnEnvelopeID = "env+2Bid"
         message.envelope.recipients[0].parameters.notify = [.success, .failure]
         message.envelope.recipients[0].parameters.originalRecipient = "rfc822;x@far.test"
-        try store.pool.write { db in try store.insert(message, in: db) }
+        _ = try store.pool.write { db in try store.insert(message, in: db) }
 
         let stored = try #require(try store.message(queueID: message.queueID))
         #expect(stored.sender == "a@b.test")
@@ -136,9 +137,9 @@ struct QueueDatabaseTests {
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         var message = Self.message()
         message.content = .spooled(fileName: message.queueID)
-        FileManager.default.createFile(atPath: store.spoolDirectory + "/" + message.queueID, contents: Data("text\r\n".utf8))
-        FileManager.default.createFile(atPath: store.spoolDirectory + "/ORPHAN", contents: Data("x".utf8))
-        try store.pool.write { db in try store.insert(message, in: db) }
+        _ = FileManager.default.createFile(atPath: store.spoolDirectory + "/" + message.queueID, contents: Data("text\r\n".utf8))
+        _ = FileManager.default.createFile(atPath: store.spoolDirectory + "/ORPHAN", contents: Data("x".utf8))
+        _ = try store.pool.write { db in try store.insert(message, in: db) }
         #expect(try store.removeOrphanedSpoolFiles() == 1)
         #expect(FileManager.default.fileExists(atPath: store.spoolDirectory + "/" + message.queueID))
         #expect(!FileManager.default.fileExists(atPath: store.spoolDirectory + "/ORPHAN"))
@@ -157,10 +158,9 @@ struct QueueDatabaseTests {
 }
 
 /// Collects group-commit batch sizes from the committer's callback.
-final class BatchRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _sizes: [Int] = []
-    func record(_ size: Int) { lock.lock(); _sizes.append(size); lock.unlock() }
-    var sizes: [Int] { lock.lock(); defer { lock.unlock() }; return _sizes }
+final class BatchRecorder: Sendable {
+    private let recorded = NIOLockedValueBox<[Int]>([])
+    func record(_ size: Int) { recorded.withLockedValue { $0.append(size) } }
+    var sizes: [Int] { recorded.withLockedValue { $0 } }
     var total: Int { sizes.reduce(0, +) }
 }
