@@ -101,6 +101,12 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     }
 
     public func run() async throws {
+        // Results handed to the committer are written even when the service group is cancelled.
+        try await committer.keepingOpen { try await runEngine() }
+        logger.info("delivery stopped")
+    }
+
+    private func runEngine() async throws {
         let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: Date())
         if released > 0 {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
@@ -127,7 +133,6 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             await cache.closeAll()
             connections.finish()
         }
-        logger.info("delivery stopped")
     }
 
     // MARK: - Fresh mail from the group commit

@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 ///
 /// `run()` is the writing loop: run it as a child task (or from a `Service`), and call `finish()` when no
 /// more requests will come; it writes what is pending, then returns. Later submissions throw ``Closed``.
+/// Only `finish()` ends it, not the task's cancellation: a request submitted is written, or refused.
 public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendable {
     public struct Closed: Error {}
 
@@ -18,12 +19,15 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
 
     private struct State {
         var pending: [Pending] = []
+        /// `finish()` was called: the loop writes what is pending and ends.
+        var isFinishing = false
+        /// The loop ended: submissions are refused.
         var isClosed = false
+        /// The loop, waiting for a request or for `finish()`.
+        var waiter: CheckedContinuation<Void, Never>?
     }
 
     private let state = NIOLockedValueBox(State())
-    private let wakeUps: AsyncStream<Void>
-    private let wakeUp: AsyncStream<Void>.Continuation
     private let write: @Sendable ([Request]) async throws -> [Response]
     private let onBatch: @Sendable (Int) -> Void
 
@@ -33,26 +37,27 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     public init(write: @escaping @Sendable ([Request]) async throws -> [Response], onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.write = write
         self.onBatch = onBatch
-        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public func submit(_ request: Request) async throws -> Response {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-            let isClosed = state.withLockedValue { state in
-                if !state.isClosed { state.pending.append(Pending(request: request, continuation: continuation)) }
-                return state.isClosed
+            let (isClosed, waiter) = state.withLockedValue { state -> (Bool, CheckedContinuation<Void, Never>?) in
+                if state.isClosed { return (true, nil) }
+                state.pending.append(Pending(request: request, continuation: continuation))
+                defer { state.waiter = nil }
+                return (false, state.waiter)
             }
             if isClosed {
                 continuation.resume(throwing: Closed())
             } else {
-                wakeUp.yield()
+                waiter?.resume()
             }
         }
     }
 
     /// Writes batches until ``finish()``, then what is left.
     public func run() async {
-        for await _ in wakeUps {
+        while await waitForWork() {
             await writePending()
         }
         state.withLockedValue { $0.isClosed = true }
@@ -60,7 +65,25 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     }
 
     public func finish() {
-        wakeUp.finish()
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.isFinishing = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits (deaf to cancellation) until a request is pending or ``finish()`` is called; `false` for the latter.
+    private func waitForWork() async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isReady = state.withLockedValue { state -> Bool in
+                if !state.pending.isEmpty || state.isFinishing { return true }
+                state.waiter = continuation
+                return false
+            }
+            if isReady { continuation.resume() }
+        }
+        return state.withLockedValue { !$0.isFinishing }
     }
 
     private func writePending() async {

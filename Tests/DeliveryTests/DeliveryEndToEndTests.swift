@@ -2,6 +2,7 @@ import DNSResolver
 import Foundation
 import GRDB
 import MailQueue
+import NIOConcurrencyHelpers
 import PetrelConfig
 import PetrelTestSupport
 import SMTPProtocol
@@ -275,6 +276,29 @@ struct DeliveryEndToEndTests {
             #expect(try harness.store.messageCount() == 0)  // no bounce was queued
             #expect(server.commands.contains("MAIL FROM:<> SIZE=\(60 + 0)") || server.commands.contains { $0.hasPrefix("MAIL FROM:<>") })
         }
+    }
+
+    /// SIGTERM while the next hop is answering the final dot: delivery waits for the `250`, and its result
+    /// is written before the service group ends (the committer stops after the scheduler), so the message is
+    /// gone from the queue and a restart would not send it again.
+    @Test func aReplyThatArrivesDuringShutdownIsRecorded() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.dataReplyDelay = .milliseconds(500)
+        let server = try await FakeSMTPServer(host: "127.0.0.20", port: port, script: script)
+        defer { server.stop() }
+        let dns = try DNSTestServer(records: [.a(host: "slow.test", address: "127.0.0.20")])
+        let queueID = NIOLockedValueBox("")
+        try await DeliveryHarness.run(dns: dns, mxPort: port, afterShutdown: { harness in
+            let message = try harness.store.message(queueID: queueID.withLockedValue { $0 })
+            #expect(message == nil, "the result was written before the service group ended")
+        }) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@slow.test"])
+            queueID.withLockedValue { $0 = id }
+            try await harness.waitUntil("the final dot") { server.messages.count == 1 }
+            await harness.serviceGroup.triggerGracefulShutdown()
+        }
+        #expect(server.messages.count == 1)
     }
 
     @Test func passesDSNParametersOnAndReusesConnections() async throws {

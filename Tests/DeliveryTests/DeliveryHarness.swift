@@ -14,12 +14,16 @@ struct DeliveryHarness {
     let store: QueueStore
     let committer: GroupCommitter
     let directory: String
+    /// The committer and the scheduler; a test may shut it down early.
+    let serviceGroup: ServiceGroup
 
-    /// Runs `body` with the engine delivering; `configure` adjusts the configuration.
+    /// Runs `body` with the engine delivering; `configure` adjusts the configuration. `afterShutdown` runs
+    /// once the service group has ended, before the queue's directory is removed.
     static func run(
         dns: DNSTestServer,
         mxPort: Int,
         configure: (inout PetrelConfiguration) -> Void = { _ in },
+        afterShutdown: (DeliveryHarness) async throws -> Void = { _ in },
         _ body: (DeliveryHarness) async throws -> Void
     ) async throws {
         let directory = NSTemporaryDirectory() + "petrel-delivery-" + UUID().uuidString
@@ -44,9 +48,9 @@ struct DeliveryHarness {
         let committer = GroupCommitter(store: store, logger: logger)
         let scheduler = DeliveryScheduler(store: store, committer: committer, settings: settings, resolver: resolver, logger: logger)
         let group = ServiceGroup(services: [committer, scheduler], logger: logger)
+        let harness = DeliveryHarness(store: store, committer: committer, directory: directory, serviceGroup: group)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let harness = DeliveryHarness(store: store, committer: committer, directory: directory)
             do {
                 try await body(harness)
             } catch {
@@ -56,6 +60,7 @@ struct DeliveryHarness {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
+        try await afterShutdown(harness)
     }
 
     /// Queues a message as the inbound server would, and returns its queue id.

@@ -19,6 +19,8 @@ final class FakeSMTPServer: Sendable {
         /// The reply to RCPT for an address, given how many times that address was offered before.
         var recipientReply: @Sendable (_ address: String, _ previousOffers: Int) -> String = { _, _ in "250 2.1.5 Ok" }
         var dataReply: @Sendable (_ messageNumber: Int) -> String = { _ in "250 2.0.0 Ok: queued" }
+        /// How long the reply to the final dot waits (the message is recorded at once).
+        var dataReplyDelay: Duration = .zero
     }
 
     let host: String
@@ -104,7 +106,14 @@ final class FakeSMTPServer: Sendable {
                         state.messages.append(message)
                         return state.messages.count
                     }
-                    say(script.dataReply(number), context: context)
+                    let reply = script.dataReply(number)
+                    if script.dataReplyDelay > .zero {
+                        context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(script.dataReplyDelay)) {
+                            self.say(reply, context: context)
+                        }
+                    } else {
+                        say(reply, context: context)
+                    }
                     text.clear()
                     recipients = []
                     continue

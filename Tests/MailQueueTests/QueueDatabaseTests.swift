@@ -164,3 +164,29 @@ final class BatchRecorder: Sendable {
     var sizes: [Int] { recorded.withLockedValue { $0 } }
     var total: Int { sizes.reduce(0, +) }
 }
+
+/// The committer at the end of a shutdown that ran out of time: the whole service group is cancelled.
+struct GroupCommitterCancellationTests {
+    /// A service that holds the committer open (the delivery engine) may still hand it a write after the
+    /// cancellation (a result it got from a next hop just then): it is written, not refused or interrupted.
+    @Test func aCancelledCommitterWritesWhatItsHolderStillSubmits() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let committer = GroupCommitter(store: store, logger: Logger(label: "test"))
+        let late = QueueDatabaseTests.message()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await committer.run() }
+            group.addTask {
+                try await committer.keepingOpen {
+                    while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+                    try await committer.enqueue(late)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+        #expect(try store.message(queueID: late.queueID) != nil)
+    }
+}
