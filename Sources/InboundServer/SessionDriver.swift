@@ -1,5 +1,6 @@
 import Authentication
 import Foundation
+import LogEvents
 import Logging
 import MailQueue
 import NIOCore
@@ -93,7 +94,7 @@ struct SessionDriver {
                                 let action: ServerSession.Action
                                 if let error = current.storageError {
                                     // The spool file could not be written: the message is refused, never half-kept.
-                                    logger.error("\(current.queueID): spool write failed, status=refused (452 4.3.1): \(error)")
+                                    logger.log(.error, .messageRefused(MessageRefusedEvent(queueID: current.queueID, stage: .spool, error: "\(error)")))
                                     InboundMetrics.rejected(code: 452)
                                     action = session.enqueueFailed()
                                 } else {
@@ -240,17 +241,16 @@ struct SessionDriver {
                 expiresAt: now.addingTimeInterval(TimeInterval(settings.maxQueueLifetime.components.seconds))
             )
             try await committer.enqueue(message)
-            if logger.logLevel <= .info {
-                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.verifiedName ?? "unknown")[\(client)], helo=\(envelope.client.greetingName)"
-                if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
-                if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
-                logger.info("\(line), status=queued")
-            }
+            logger.log(.info, .messageAccepted(MessageAcceptedEvent(
+                queueID: body.queueID, sender: envelope.reversePath?.description ?? "", size: message.size,
+                recipientCount: envelope.recipients.count, clientName: envelope.client.verifiedName, clientAddress: "\(client)",
+                helo: envelope.client.greetingName, saslUsername: envelope.client.authenticatedUser, tls: envelope.client.tlsDescription
+            )))
             InboundMetrics.messageAccepted(bytes: message.size)
             return session.enqueued(queueID: body.queueID)
         } catch {
             await body.discard()
-            logger.error("\(body.queueID): queue write failed, status=refused (452 4.3.1): \(error)")
+            logger.log(.error, .messageRefused(MessageRefusedEvent(queueID: body.queueID, stage: .queue, error: "\(error)")))
             InboundMetrics.rejected(code: 452)
             return session.enqueueFailed()
         }
