@@ -63,7 +63,7 @@ struct SessionDriver {
                         if var current = body { await current.discard() }
                         session.timedOut().reply.write(to: &output)
                         try await outbound.write(output)
-                        logger.info("timeout", metadata: ["client": "\(client)", "while": "\(body == nil ? "commands" : "DATA")"])
+                        logger.log(.info, .session(SessionEvent(client: "\(client)", .timedOut(isInData: body != nil))))
                         return
                     case .shutdown:
                         isShutdownRequested = true
@@ -75,7 +75,7 @@ struct SessionDriver {
                             session.greetingReply().write(to: &output)
                         }
                     case .tlsFailed(let reason):
-                        logger.info("TLS handshake failed", metadata: ["client": "\(client)", "reason": "\(reason)"])
+                        logger.log(.info, .session(SessionEvent(client: "\(client)", .tlsHandshakeFailed(reason: "\(reason)"))))
                         return
                     }
 
@@ -107,7 +107,7 @@ struct SessionDriver {
                             case let action:
                                 await current.discard()
                                 InboundMetrics.rejected(code: action.reply.code)
-                                logger.info("message refused", metadata: ["client": "\(client)", "reply": "\(action.reply)"])
+                                logger.log(.info, .session(SessionEvent(client: "\(client)", .messageRefused(reply: "\(action.reply)"))))
                                 action.reply.write(to: &output)
                             }
                             continue
@@ -202,17 +202,16 @@ struct SessionDriver {
     private func verify(user: String, password: String, session: inout ServerSession) async -> ServerSession.Action {
         guard let authenticator else { return session.authenticationFailed() }
         // A name that is no user's is not logged: it is often the password, typed into the wrong field.
-        var failure: Logger.Metadata = ["client": "\(client)"]
-        if let name = authenticator.loggableName(user) { failure["user"] = "\(name)" }
+        let loggableName = authenticator.loggableName(user)
         if authenticator.isThrottled(client.description) {
-            logger.warning("AUTH refused: too many failures from this address", metadata: failure)
+            logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationThrottled(user: loggableName))))
             return session.authenticationFailed(throttled: true)
         }
         if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
-            logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
+            logger.log(.info, .session(SessionEvent(client: "\(client)", .authenticated(user: account.name))))
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }
-        logger.warning("AUTH failed", metadata: failure)
+        logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationFailed(user: loggableName))))
         InboundMetrics.authFailed()
         try? await Task.sleep(for: authFailureDelay)
         return session.authenticationFailed()

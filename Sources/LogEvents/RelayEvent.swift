@@ -1,7 +1,8 @@
 import Logging
 
-/// What the relay logs about a message, as data: the log handler renders each event twice, once as
-/// the Postfix-style human line and once as JSON fields, so neither is parsed back out of the other.
+/// What the relay logs about a message or a client's session, as data: the log handler renders each
+/// event twice, once as the Postfix-style human line and once as JSON fields, so neither is parsed back
+/// out of the other.
 ///
 /// An event rides in the metadata of one swift-log call (``Logger/log(_:_:source:file:function:line:)``)
 /// under ``metadataKey``; it is made only when the level is logged.
@@ -22,12 +23,14 @@ public enum RelayEvent: Sendable, Equatable {
     case messageRemoved(queueID: String)
     /// An operator's action on one message (`petrel queue hold|release|retry|delete|bounce`).
     case operatorAction(OperatorActionEvent)
+    /// A client's connection or session: refused, timed out, TLS, AUTH, a message refused.
+    case session(SessionEvent)
 
     /// The metadata key an event travels under from the call to the log handler.
     public static let metadataKey = "petrel.event"
 
-    /// The message whose line this is.
-    public var queueID: String {
+    /// The message whose line this is; `nil` for a session's.
+    public var queueID: String? {
         switch self {
         case .messageAccepted(let event): event.queueID
         case .messageRefused(let event): event.queueID
@@ -36,6 +39,7 @@ public enum RelayEvent: Sendable, Equatable {
         case .senderNotification(let event): event.reportedQueueID
         case .notificationDiscarded(let queueID), .messageRemoved(let queueID): queueID
         case .operatorAction(let event): event.queueID
+        case .session: nil
         }
     }
 }
@@ -52,8 +56,9 @@ extension RelayEvent: CustomStringConvertible {
         case .notificationDiscarded: "notification discarded"
         case .messageRemoved: "message removed"
         case .operatorAction: "operator action"
+        case .session: "session"
         }
-        return "\(kind) \(queueID)"
+        return "\(kind) \(queueID ?? "")"
     }
 }
 

@@ -51,8 +51,10 @@ enum HumanLogFormat {
     }
 
     private static func write(_ event: RelayEvent, to line: inout String) {
-        line.append(event.queueID)
-        line.append(": ")
+        if let queueID = event.queueID {
+            line.append(queueID)
+            line.append(": ")
+        }
         switch event {
         case .messageAccepted(let event):
             line.append("from=")
@@ -105,6 +107,41 @@ enum HumanLogFormat {
             line.append("removed")
         case .operatorAction(let event):
             writeOperatorAction(event, to: &line)
+        case .session(let event):
+            writeSession(event, to: &line)
+        }
+    }
+
+    /// What happened, then `client=` and the rest as `key=value`, quoted like metadata.
+    private static func writeSession(_ event: SessionEvent, to line: inout String) {
+        var detail: (key: String, value: String)?
+        switch event.kind {
+        case .refusedByClientNetworks: line.append("connection refused: not in client_networks")
+        case .refusedTooManyConnections: line.append("connection refused: too many connections")
+        case .timedOut(let isInData):
+            line.append("timeout")
+            detail = ("while", isInData ? "DATA" : "commands")
+        case .tlsHandshakeFailed(let reason):
+            line.append("TLS handshake failed")
+            detail = ("reason", reason)
+        case .messageRefused(let reply):
+            line.append("message refused")
+            detail = ("reply", reply)
+        case .authenticated(let user):
+            line.append("AUTH ok")
+            detail = ("user", user)
+        case .authenticationFailed(let user):
+            line.append("AUTH failed")
+            detail = user.map { ("user", $0) }
+        case .authenticationThrottled(let user):
+            line.append("AUTH refused: too many failures from this address")
+            detail = user.map { ("user", $0) }
+        }
+        line.append(" client=")
+        line.append(quotedIfNeeded(event.client))
+        if let detail {
+            line.append(" \(detail.key)=")
+            line.append(quotedIfNeeded(detail.value))
         }
     }
 

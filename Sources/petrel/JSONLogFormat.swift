@@ -49,10 +49,11 @@ enum JSONLogFormat {
     /// An event's fields, in the operator's vocabulary (Postfix's keys): each value as the event holds
     /// it, a remote server's words included, with nothing escaped but what JSON escapes.
     static func fields(_ event: RelayEvent) -> [(key: String, value: String)] {
-        var fields: [(key: String, value: String)] = [("event", name(event)), ("queue_id", event.queueID)]
+        var fields: [(key: String, value: String)] = [("event", name(event))]
         func add(_ key: String, _ value: String?) {
             if let value { fields.append((key, value)) }
         }
+        add("queue_id", event.queueID)
         switch event {
         case .messageAccepted(let event):
             add("from", event.sender)
@@ -90,6 +91,16 @@ enum JSONLogFormat {
             add("operator", event.operatorName)
             add("reason", event.reason)
             if !event.recipients.isEmpty { add("recipients", event.recipients.joined(separator: ",")) }
+        case .session(let event):
+            add("client", event.client)
+            switch event.kind {
+            case .refusedByClientNetworks, .refusedTooManyConnections: break
+            case .timedOut(let isInData): add("while", isInData ? "DATA" : "commands")
+            case .tlsHandshakeFailed(let reason): add("reason", reason)
+            case .messageRefused(let reply): add("reply", reply)
+            case .authenticated(let user): add("user", user)
+            case .authenticationFailed(let user), .authenticationThrottled(let user): add("user", user)
+            }
         }
         return fields
     }
@@ -105,6 +116,16 @@ enum JSONLogFormat {
         case .notificationDiscarded: "notification_discarded"
         case .messageRemoved: "message_removed"
         case .operatorAction: "operator_action"
+        case .session(let session):
+            switch session.kind {
+            case .refusedByClientNetworks, .refusedTooManyConnections: "connection_refused"
+            case .timedOut: "timeout"
+            case .tlsHandshakeFailed: "tls_failed"
+            case .messageRefused: "message_rejected"
+            case .authenticated: "auth_ok"
+            case .authenticationFailed: "auth_failed"
+            case .authenticationThrottled: "auth_throttled"
+            }
         }
     }
 
