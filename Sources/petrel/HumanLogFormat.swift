@@ -244,18 +244,23 @@ enum HumanLogFormat {
         }
     }
 
-    /// Nothing to escape: the common case, checked a byte at a time without decoding.
+    /// Nothing to escape: the common case (a reply's parentheses paired included), checked a byte at a
+    /// time without decoding.
     private static func isPlain(_ text: String, _ place: Place) -> Bool {
+        var depth = 0
         for byte in text.utf8 {
             switch byte {
             case 0..<0x20, 0x7F, 0x80..., UInt8(ascii: "\\"): return false
             case UInt8(ascii: " ") where place == .bare: return false
             case UInt8(ascii: "<") where place == .address, UInt8(ascii: ">") where place == .address: return false
-            case UInt8(ascii: "("), UInt8(ascii: ")"): if place == .parenthesized { return false }
+            case UInt8(ascii: "(") where place == .parenthesized: depth += 1
+            case UInt8(ascii: ")") where place == .parenthesized:
+                guard depth > 0 else { return false }
+                depth -= 1
             default: continue
             }
         }
-        return true
+        return depth == 0
     }
 
     /// The scalar offsets of the parentheses that have no partner: a `)` with no `(` open before it, and
