@@ -67,11 +67,11 @@ public struct DeliveryAttemptEvent: Sendable, Equatable {
 ///     65SHN2V1Q8K0TZ: mx1.x.test[192.0.2.1]:25 cannot take the message: 554 5.6.7 SMTPUTF8 not offered
 ///     65SHN2V1Q8K0TZ: TLS handshake with mx1.x.test[192.0.2.1]:25 failed (certificate expired); retrying in plaintext
 public struct HopEvent: Sendable, Equatable {
-    public enum Kind: String, Sendable {
+    public enum Kind: Sendable {
         /// The hop lacks what the message needs (8BITMIME, SMTPUTF8): the next one is tried.
-        case cannotTakeMessage = "cannot take the message"
+        case cannotTakeMessage
         /// An opportunistic TLS handshake failed: the same host is tried in plaintext (RFC 7435 §4).
-        case tlsFallback = "retrying in plaintext"
+        case tlsFallback
     }
 
     public var queueID: String

@@ -40,7 +40,7 @@ public struct MessageAcceptedEvent: Sendable, Equatable {
 ///
 ///     65SHN2V1Q8K0TZ: queue write failed, status=refused (452 4.3.1): disk full
 public struct MessageRefusedEvent: Sendable, Equatable {
-    public enum Stage: String, Sendable {
+    public enum Stage: Sendable {
         /// The body's spool file could not be written.
         case spool
         /// The queue's transaction failed.
