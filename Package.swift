@@ -28,7 +28,7 @@ let package = Package(
         .target(
             name: "MailQueue",
             dependencies: [
-                "SMTPProtocol",
+                "SMTPProtocol", "LogEvents",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -42,6 +42,12 @@ let package = Package(
                 .embedInCode("migrations/0003_sender_notices.sql"),
                 .embedInCode("migrations/0004_operator_audit.sql"),
             ]
+        ),
+        // What the relay logs about messages, as typed events that the log handler renders as a human line
+        // and as JSON. Only swift-log, so that every layer that logs can make them.
+        .target(
+            name: "LogEvents",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
         ),
         // The system's libcrypt (libxcrypt): yescrypt password hashes for SMTP AUTH users.
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
@@ -87,7 +93,7 @@ let package = Package(
         .target(
             name: "InboundServer",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication", "DNSResolver",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication", "DNSResolver", "LogEvents",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -101,7 +107,7 @@ let package = Package(
         .target(
             name: "Delivery",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "DNSResolver",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "DNSResolver", "LogEvents",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "petrel",
             dependencies: [
-                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication",
+                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication", "LogEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -137,6 +143,8 @@ let package = Package(
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
         .testTarget(name: "AuthenticationTests", dependencies: ["Authentication"]),
+        // The executable's own parts: the log formats.
+        .testTarget(name: "PetrelTests", dependencies: ["petrel", "LogEvents", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "DeliveryTests",
             dependencies: [

@@ -1,4 +1,5 @@
 import Foundation
+import LogEvents
 import MailQueue
 import NIOConcurrencyHelpers
 import PetrelConfig
@@ -26,7 +27,7 @@ struct DeliveryAttempt {
     let verifiedTLS: ClientTLS?
     /// Hosts whose TLS handshake failed lately: under opportunistic TLS they get plaintext for a while.
     let tlsFailures: TLSFailureMemory
-    var log: @Sendable (String) -> Void = { _ in }
+    var log: @Sendable (HopEvent) -> Void = { _ in }
 
     /// What this route asks of TLS and AUTH.
     func security(for kind: Route.Kind, key: String) -> (ClientSession.Security, ClientTLS?) {
@@ -88,7 +89,7 @@ struct DeliveryAttempt {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
                     refusal = Self.localError(hop.reply, at: relay)
                     refusals += 1
-                    log("\(job.queueID): \(relay) cannot take the message: \(hop.reply)")
+                    log(HopEvent(queueID: job.queueID, kind: .cannotTakeMessage, relay: relay, reply: hop.reply.description))
                 } catch let failure as HostFailure {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
                     lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure.reply, at: relay))
@@ -97,7 +98,7 @@ struct DeliveryAttempt {
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
                         tlsFailures.remember(key)
-                        log("\(job.queueID): TLS handshake with \(relay) failed (\(failure.reply)); retrying in plaintext")
+                        log(HopEvent(queueID: job.queueID, kind: .tlsFallback, relay: relay, reply: failure.reply.description))
                         if let (connection, outcomes) = try? await transact(outbound, host: host, address: address, kind: route.kind) {
                             let result = Result(report: Self.report(outcomes, on: connection))
                             await cache.park(connection)

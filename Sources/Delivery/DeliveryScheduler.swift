@@ -1,5 +1,6 @@
 import Foundation
 import DNSResolver
+import LogEvents
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
@@ -76,7 +77,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             opportunisticTLS: settings.opportunisticTLS, verifiedTLS: settings.verifiedTLS,
             tlsFailures: tlsFailures
         )
-        attempt.log = { line in logger.notice("\(line)") }
+        attempt.log = { event in logger.log(.notice, .hop(event)) }
         return attempt
     }
 
@@ -237,21 +238,15 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// One line per recipient: `ID: to=<bob@x.test>, relay=mx.x.test[192.0.2.1]:25, delay=0.1, attempts=1, dsn=2.0.0, status=sent (250 Ok)`.
     private func log(_ decision: DeliveryDecision, for job: DeliveryJob, result: DeliveryAttempt.Result, now: Date) {
         for entry in decision.recipients {
-            DeliveryMetrics.attempt(entry.outcome.logStatus)
-            guard logger.logLevel <= .info else { continue }
-            let attempts = entry.recipient.attempts + 1
-            let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
-            var relay = "none", text = entry.result.text
-            switch entry.result {
-            case .reply(_, let from): relay = from
-            case .localError: text = "local error: " + text
-            }
-            if entry.outcome == .expired { text = "expired after \(attempts) attempts; last: " + text }
-            let tls = result.tls.map { ", tls=\($0)" } ?? ""
-            logger.info("\(job.queueID): to=<\(entry.recipient.address)>, relay=\(relay), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(entry.status), status=\(entry.outcome.logStatus) (\(text))")
+            DeliveryMetrics.attempt(entry.outcome.logStatus.rawValue)
+            logger.log(.info, .deliveryAttempt(DeliveryAttemptEvent(
+                queueID: job.queueID, recipient: entry.recipient.address, originalRecipient: entry.recipient.originalRecipient,
+                result: entry.result.logged, delay: now.timeIntervalSince(job.arrivedAt), attempts: entry.recipient.attempts + 1,
+                tls: result.tls, dsn: entry.status.description, status: entry.outcome.logStatus
+            )))
         }
         if job.isNotification, decision.recipients.contains(where: { $0.outcome == .failed || $0.outcome == .expired }) {
-            logger.info("\(job.queueID): a notification could not be delivered; it is discarded (no bounce of a bounce)")
+            logger.log(.info, .notificationDiscarded(queueID: job.queueID))
         }
     }
 
@@ -262,7 +257,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil
             ))
             log(outcome.notifications)
-            if outcome.isRemoved { logger.info("\(job.queueID): removed") }
+            if outcome.isRemoved { logger.log(.info, .messageRemoved(queueID: job.queueID)) }
             // New notifications are due now, and a deferral may be due before the feeder's next look.
             if !outcome.notifications.isEmpty || decision.hasDeferrals {
                 doorbell.ring()
@@ -275,13 +270,15 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// `ID: sender non-delivery notification: NOTICE-ID`, and the delay and delivery kinds.
     private func log(_ notifications: [QueueStore.MadeNotification]) {
         for made in notifications {
-            let (kind, label) = switch made.kind {
-            case .failure: ("non-delivery", "failure")
-            case .delay: ("delay", "delay")
-            case .success: ("delivery", "success")
+            let kind: SenderNotificationEvent.Kind = switch made.kind {
+            case .failure: .failure
+            case .delay: .delay
+            case .success: .success
             }
-            DeliveryMetrics.notification(label)
-            logger.info("\(made.reportedQueueID): sender \(kind) notification: \(made.queueID)")
+            DeliveryMetrics.notification(kind.rawValue)
+            logger.log(.info, .senderNotification(SenderNotificationEvent(
+                reportedQueueID: made.reportedQueueID, kind: kind, notificationQueueID: made.queueID
+            )))
         }
     }
 
@@ -317,5 +314,15 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private static func seconds(_ duration: Duration) -> TimeInterval {
         let (seconds, attoseconds) = duration.components
         return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}
+
+private extension AttemptResult {
+    /// The result as the delivery log tells it.
+    var logged: DeliveryAttemptEvent.Result {
+        switch self {
+        case .reply(let reply, let relay): .reply(reply.description, relay: relay)
+        case .localError(let error): .localError(error.description)
+        }
     }
 }

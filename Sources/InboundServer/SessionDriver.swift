@@ -1,5 +1,6 @@
 import Authentication
 import Foundation
+import LogEvents
 import Logging
 import MailQueue
 import NIOCore
@@ -62,7 +63,7 @@ struct SessionDriver {
                         if var current = body { await current.discard() }
                         session.timedOut().reply.write(to: &output)
                         try await outbound.write(output)
-                        logger.info("timeout", metadata: ["client": "\(client)", "while": "\(body == nil ? "commands" : "DATA")"])
+                        logger.log(.info, .session(SessionEvent(client: "\(client)", .timedOut(isInData: body != nil))))
                         return
                     case .shutdown:
                         isShutdownRequested = true
@@ -74,7 +75,7 @@ struct SessionDriver {
                             session.greetingReply().write(to: &output)
                         }
                     case .tlsFailed(let reason):
-                        logger.info("TLS handshake failed", metadata: ["client": "\(client)", "reason": "\(reason)"])
+                        logger.log(.info, .session(SessionEvent(client: "\(client)", .tlsHandshakeFailed(reason: "\(reason)"))))
                         return
                     }
 
@@ -93,7 +94,7 @@ struct SessionDriver {
                                 let action: ServerSession.Action
                                 if let error = current.storageError {
                                     // The spool file could not be written: the message is refused, never half-kept.
-                                    logger.error("\(current.queueID): spool write failed, status=refused (452 4.3.1): \(error)")
+                                    logger.log(.error, .messageRefused(MessageRefusedEvent(queueID: current.queueID, stage: .spool, error: "\(error)")))
                                     InboundMetrics.rejected(code: 452)
                                     action = session.enqueueFailed()
                                 } else {
@@ -106,7 +107,7 @@ struct SessionDriver {
                             case let action:
                                 await current.discard()
                                 InboundMetrics.rejected(code: action.reply.code)
-                                logger.info("message refused", metadata: ["client": "\(client)", "reply": "\(action.reply)"])
+                                logger.log(.info, .session(SessionEvent(client: "\(client)", .messageRefused(reply: "\(action.reply)"))))
                                 action.reply.write(to: &output)
                             }
                             continue
@@ -201,17 +202,16 @@ struct SessionDriver {
     private func verify(user: String, password: String, session: inout ServerSession) async -> ServerSession.Action {
         guard let authenticator else { return session.authenticationFailed() }
         // A name that is no user's is not logged: it is often the password, typed into the wrong field.
-        var failure: Logger.Metadata = ["client": "\(client)"]
-        if let name = authenticator.loggableName(user) { failure["user"] = "\(name)" }
+        let loggableName = authenticator.loggableName(user)
         if authenticator.isThrottled(client.description) {
-            logger.warning("AUTH refused: too many failures from this address", metadata: failure)
+            logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationThrottled(user: loggableName))))
             return session.authenticationFailed(throttled: true)
         }
         if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
-            logger.info("AUTH ok", metadata: ["client": "\(client)", "user": "\(account.name)"])
+            logger.log(.info, .session(SessionEvent(client: "\(client)", .authenticated(user: account.name))))
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }
-        logger.warning("AUTH failed", metadata: failure)
+        logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationFailed(user: loggableName))))
         InboundMetrics.authFailed()
         try? await Task.sleep(for: authFailureDelay)
         return session.authenticationFailed()
@@ -240,17 +240,16 @@ struct SessionDriver {
                 expiresAt: now.addingTimeInterval(TimeInterval(settings.maxQueueLifetime.components.seconds))
             )
             try await committer.enqueue(message)
-            if logger.logLevel <= .info {
-                var line = "\(body.queueID): from=<\(envelope.reversePath?.description ?? "")>, size=\(message.size), nrcpt=\(envelope.recipients.count), client=\(envelope.client.verifiedName ?? "unknown")[\(client)], helo=\(envelope.client.greetingName)"
-                if let user = envelope.client.authenticatedUser { line += ", sasl_username=\(user)" }
-                if let tls = envelope.client.tlsDescription { line += ", tls=\(tls)" }
-                logger.info("\(line), status=queued")
-            }
+            logger.log(.info, .messageAccepted(MessageAcceptedEvent(
+                queueID: body.queueID, sender: envelope.reversePath?.description ?? "", size: message.size,
+                recipientCount: envelope.recipients.count, clientName: envelope.client.verifiedName, clientAddress: "\(client)",
+                helo: envelope.client.greetingName, saslUsername: envelope.client.authenticatedUser, tls: envelope.client.tlsDescription
+            )))
             InboundMetrics.messageAccepted(bytes: message.size)
             return session.enqueued(queueID: body.queueID)
         } catch {
             await body.discard()
-            logger.error("\(body.queueID): queue write failed, status=refused (452 4.3.1): \(error)")
+            logger.log(.error, .messageRefused(MessageRefusedEvent(queueID: body.queueID, stage: .queue, error: "\(error)")))
             InboundMetrics.rejected(code: 452)
             return session.enqueueFailed()
         }
