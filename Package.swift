@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
-        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication"]),
+        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication", "PetrelTestSupport"]),
         .testTarget(
             name: "DeliveryTests",
             dependencies: [
@@ -151,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "InboundServerTests",
             dependencies: [
-                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver",
+                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver", "PetrelTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

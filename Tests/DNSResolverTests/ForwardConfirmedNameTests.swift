@@ -15,7 +15,7 @@ struct ForwardConfirmedNameTests {
         .servfail(domain: "10.2.0.192.in-addr.arpa"),
     ]
 
-    static func setUp(clock: ManualClock = ManualClock()) throws -> (DNSTestServer, SystemResolver) {
+    static func setUp(clock: TestClock = TestClock()) throws -> (DNSTestServer, SystemResolver) {
         let server = try DNSTestServer(records: records)
         let resolver = try SystemResolver(servers: [server.address], timeout: .seconds(1), attempts: 1, now: clock.nowFunction)
         return (server, resolver)
@@ -77,7 +77,7 @@ struct ForwardConfirmedNameTests {
     }
 
     @Test func reverseAnswersAreCachedPositiveAndNegative() async throws {
-        let clock = ManualClock()
+        let clock = TestClock()
         let (server, resolver) = try Self.setUp(clock: clock)
         #expect(await resolver.verifiedName(of: "192.0.2.7") == "mail.example.test")
         #expect(try await resolver.reverseNames(of: "192.0.2.50") == .nonexistentDomain)
