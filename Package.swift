@@ -133,7 +133,14 @@ let package = Package(
             path: "Tests/PetrelTestSupport"
         ),
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
-        .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
+        .testTarget(
+            name: "DNSResolverTests",
+            dependencies: [
+                "DNSResolver", "PetrelTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
         .testTarget(name: "AuthenticationTests", dependencies: ["Authentication", "PetrelTestSupport"]),
