@@ -155,7 +155,7 @@ struct DeliveryEndToEndTests {
             #expect(deferred.lastRelay == "mx.grey.test[127.0.0.6]:\(port)")
             #expect(server.messages.isEmpty)
             // The retry is due within `retry_max` (2 s here).
-            harness.clock.advance(by: .seconds(2))
+            await harness.advance(by: .seconds(2))
             try await harness.waitUntil("delivery on retry") { server.messages.count == 1 }
             try await harness.waitUntil("the message to leave the queue") { try harness.store.message(queueID: id) == nil }
         }
@@ -219,7 +219,7 @@ struct DeliveryEndToEndTests {
             try await harness.waitUntil("the deferral") { try harness.store.message(queueID: id)?.recipients.first?.state == "deferred" }
             #expect(senderMX.messages.isEmpty)
             // Past the message's lifetime in the queue: it expires at its next attempt, due by then.
-            harness.clock.advance(by: .seconds(DeliveryHarness.queueLifetime + 1))
+            await harness.advance(by: .seconds(DeliveryHarness.queueLifetime + 1))
             try await harness.waitUntil("the expiry bounce") { senderMX.messages.count == 1 }
             let bounce = senderMX.messages[0]
             #expect(bounce.mailFrom == "")
@@ -253,7 +253,7 @@ struct DeliveryEndToEndTests {
             let error = try #require(deferred.lastError)
             #expect(error.contains("mx.refusing.test[127.0.0.18]:\(port)") && error.lowercased().contains("refused"), "\(error)")
             #expect(senderMX.messages.isEmpty)
-            harness.clock.advance(by: .seconds(DeliveryHarness.queueLifetime + 1))
+            await harness.advance(by: .seconds(DeliveryHarness.queueLifetime + 1))
             try await harness.waitUntil("the expiry bounce") { senderMX.messages.count == 1 }
             let bounce = senderMX.messages[0].text
             #expect(bounce.contains("Action: failed"))

@@ -115,6 +115,13 @@ struct DeliveryHarness {
         return queueID
     }
 
+    /// Moves the engine's clock forward once its feeder sleeps on it (the only task that does): a move
+    /// while the feeder looks at the queue would be lost, its next sleep starting from the moved time.
+    func advance(by duration: Duration) async {
+        await clock.waitForSleeper()
+        clock.advance(by: duration)
+    }
+
     /// How long an enqueued message may stay in the queue.
     static let queueLifetime: TimeInterval = 3600
 

@@ -25,6 +25,8 @@ public final class TestClock: Clock, Sendable {
         /// Sleepers cancelled before they were registered.
         var cancelled: Set<UInt64> = []
         var nextID: UInt64 = 0
+        /// Tasks waiting for a sleeper (``waitForSleeper()``).
+        var sleeperWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state: NIOLockedValueBox<State>
@@ -60,13 +62,15 @@ public final class TestClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let result: Result<Void, any Error>? = self.state.withLockedValue { state in
-                    if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
-                    if deadline <= state.now { return .success(()) }
+                let (result, waiters): (Result<Void, any Error>?, [CheckedContinuation<Void, Never>]) = self.state.withLockedValue { state in
+                    if state.cancelled.remove(id) != nil { return (.failure(CancellationError()), []) }
+                    if deadline <= state.now { return (.success(()), []) }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    return nil
+                    defer { state.sleeperWaiters = [] }
+                    return (nil, state.sleeperWaiters)
                 }
                 if let result { continuation.resume(with: result) }
+                for waiter in waiters { waiter.resume() }
             }
         } onCancel: {
             let sleeper: Sleeper? = self.state.withLockedValue { state in
@@ -77,6 +81,19 @@ public final class TestClock: Clock, Sendable {
                 return sleeper
             }
             sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Returns once a task sleeps on the clock: a test that moves the clock then knows the move is not lost
+    /// between the sleeper's look at the time and its sleep.
+    public func waitForSleeper() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isSleeping = self.state.withLockedValue { state in
+                if !state.sleepers.isEmpty { return true }
+                state.sleeperWaiters.append(continuation)
+                return false
+            }
+            if isSleeping { continuation.resume() }
         }
     }
 
