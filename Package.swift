@@ -139,10 +139,17 @@ let package = Package(
             path: "Tests/PetrelTestSupport"
         ),
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
-        .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
+        .testTarget(
+            name: "DNSResolverTests",
+            dependencies: [
+                "DNSResolver", "PetrelTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
-        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication"]),
+        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication", "PetrelTestSupport"]),
         // The executable's own parts: the log formats.
         .testTarget(name: "PetrelTests", dependencies: ["petrel", "LogEvents", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
@@ -159,7 +166,7 @@ let package = Package(
         .testTarget(
             name: "InboundServerTests",
             dependencies: [
-                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver",
+                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver", "PetrelTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

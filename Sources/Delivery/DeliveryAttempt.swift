@@ -187,21 +187,26 @@ struct HopRefusal: Error {
 
 /// Remembers, for an hour, the hosts whose TLS handshake failed.
 final class TLSFailureMemory: Sendable {
-    private let failures = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    /// When each host failed, as the time since this memory was made on its clock.
+    private let failures = NIOLockedValueBox<[String: Duration]>([:])
     let duration: Duration
+    private let now: @Sendable () -> Duration
 
-    init(duration: Duration = .seconds(3600)) {
+    init(duration: Duration = .seconds(3600), clock: some Clock<Duration> = ContinuousClock()) {
         self.duration = duration
+        let origin = clock.now
+        self.now = { origin.duration(to: clock.now) }
     }
 
     func remember(_ key: String) {
-        failures.withLockedValue { $0[key] = .now }
+        let failedAt = now()
+        failures.withLockedValue { $0[key] = failedAt }
     }
 
     func recentlyFailed(_ key: String) -> Bool {
         failures.withLockedValue { failures in
             guard let since = failures[key] else { return false }
-            if ContinuousClock.now - since > duration {
+            if now() - since > duration {
                 failures[key] = nil
                 return false
             }

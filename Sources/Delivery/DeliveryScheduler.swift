@@ -41,18 +41,32 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let cache = ConnectionCache()
     private let attempts: NIOLockedValueBox<DeliveryAttempt>
     private let resolver: any DNSResolving
-    private let tlsFailures = TLSFailureMemory()
+    private let tlsFailures: TLSFailureMemory
     private let policy: DeliveryPolicy
     /// How the notifications the policy asks for are made: this relay's name, their lifetime in the queue.
     private let notification: SenderNotification
     /// When the feeder last made the notifications that wait for nothing any more (``QueueStore/sendDueNotices(now:gatheredBefore:)``).
-    private let lastNoticeSweep = NIOLockedValueBox(ContinuousClock.now)
+    private let lastNoticeSweep = NIOLockedValueBox(Duration.zero)
+    /// The injected time: timers and the dates written to the queue.
+    private let time: DeliveryClock
+    /// Called after each write of delivery results or of notifications made by the feeder.
+    private let afterRecording: @Sendable () -> Void
     /// The queue's writer: results share transactions (and fsyncs) with each other and with arrivals.
     private let committer: GroupCommitter
 
     /// Attaches itself to `committer`, which then hands fresh mail over (see ``DeliveryHandoff``). The
     /// committer must run for as long as this scheduler does (start it first, stop it after).
-    public init(store: QueueStore, committer: GroupCommitter, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
+    ///
+    /// `clock` runs the timers and `wallTime` dates what is written to the queue (leases, retries, expiry);
+    /// tests pass a clock they move by hand, and wait on `afterRecording`, called after each write of results.
+    public init(
+        store: QueueStore, committer: GroupCommitter, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger,
+        clock: some Clock<Duration> = ContinuousClock(), wallTime: @escaping @Sendable () -> Date = { Date() },
+        afterRecording: @escaping @Sendable () -> Void = {}
+    ) {
+        self.time = DeliveryClock(clock: clock, date: wallTime)
+        self.afterRecording = afterRecording
+        self.tlsFailures = TLSFailureMemory(clock: clock)
         self.store = store
         self.committer = committer
         self.settings = settings
@@ -89,7 +103,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     }
 
     public func run() async throws {
-        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: Date())
+        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: time.date())
         if released > 0 {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
@@ -117,7 +131,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         if feeder.withLockedValue({ $0.hasBacklog }) { return nil }
         let granted = dispatcher.reserve(upTo: count)
         guard granted > 0 else { return nil }
-        return DeliveryLease(owner: owner, expiresAt: Date().addingTimeInterval(Self.seconds(settings.lease)),
+        return DeliveryLease(owner: owner, expiresAt: time.date().addingTimeInterval(Self.seconds(settings.lease)),
                              messages: granted, recipientsPerJob: settings.maximumRecipientsPerTransaction)
     }
 
@@ -126,7 +140,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             let refused = dispatcher.add(jobs, reserved: lease.messages)
             if !refused.isEmpty {
                 // Shutting down: due again now, for the next run.
-                Task { try? await store.releaseLeases(recipientIDs: refused, now: Date()) }
+                Task { try? await store.releaseLeases(recipientIDs: refused, now: time.date()) }
             }
         }
         if unleasedMessages > 0 {
@@ -145,7 +159,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private func stopDispatching() async {
         let unstarted = dispatcher.shutDown()
         do {
-            try await store.releaseLeases(recipientIDs: unstarted, now: Date())
+            try await store.releaseLeases(recipientIDs: unstarted, now: time.date())
         } catch {
             logger.error("could not release leases at shutdown; they will run out by themselves", metadata: ["error": "\(error)"])
         }
@@ -162,32 +176,35 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 if await isStopping() { return }
                 feeder.withLockedValue { $0.isWaitingForRoom = true }
                 // A job that finished before the flag was up rang no bell: look once more.
-                if dispatcher.room == 0 { await doorbell.wait(timeout: .milliseconds(200)) }
+                if dispatcher.room == 0 { await doorbell.wait(until: time.now() + .milliseconds(200), on: time) }
                 feeder.withLockedValue { $0.isWaitingForRoom = false }
                 continue
             }
             let batchesBeforeClaim = feeder.withLockedValue { $0.unleasedBatches }
             do {
                 let jobs = try await store.claimDueWork(
-                    owner: owner, now: Date(), lease: settings.lease,
+                    owner: owner, now: time.date(), lease: settings.lease,
                     limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
                 )
                 if !jobs.isEmpty {
                     let refused = dispatcher.add(jobs)
-                    if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: Date()) }
+                    if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: time.date()) }
                     continue
                 }
                 // Nothing due is left unclaimed: fresh mail may go straight to the workers again.
                 feeder.withLockedValue { if $0.unleasedBatches == batchesBeforeClaim { $0.hasBacklog = false } }
                 let nextDue = try await store.nextDueTime()
-                let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
-                await doorbell.wait(timeout: sleep)
+                // The timer's start is read before the wall time: a clock moved in between only shortens the sleep.
+                let sleepStart = time.now()
+                let untilDue = nextDue.map { Duration.milliseconds(Int64($0.timeIntervalSince(time.date()) * 1000)) }
+                let sleep = untilDue.map { min(max($0, .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
+                await doorbell.wait(until: sleepStart + sleep, on: time)
                 await cache.sweep()
             } catch where Task.isCancelled {
                 return  // shutdown stopped the read: nothing is wrong
             } catch {
                 logger.error("cannot read the queue", metadata: ["error": "\(error)"])
-                await doorbell.wait(timeout: .seconds(1))
+                await doorbell.wait(until: time.now() + .seconds(1), on: time)
             }
         }
     }
@@ -220,7 +237,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         DeliveryMetrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         if Task.isCancelled, Self.isCutShort(result.report) {
             // Shutdown cut the attempt short: give the recipients back rather than count a failure.
-            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date())
+            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: time.date())
             return
         }
         await record(result, for: job)
@@ -229,7 +246,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// Decides what the attempt means (``DeliveryPolicy``), logs it, and writes it in one transaction with
     /// the notifications it completes.
     private func record(_ result: DeliveryAttempt.Result, for job: DeliveryJob) async {
-        let now = Date()
+        let now = time.date()
         let decision = policy.decide(result.report, for: job, now: now, random: Double.random(in: 0..<1))
         log(decision, for: job, result: result, now: now)
         await write(decision, for: job, now: now)
@@ -254,7 +271,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         do {
             let outcome = try await committer.record(QueueStore.JobRecord(
                 results: decision.results(attemptedAt: now), messageID: job.messageID, queueID: job.queueID,
-                notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil
+                notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil, recordedAt: now
             ))
             log(outcome.notifications)
             if outcome.isRemoved { logger.log(.info, .messageRemoved(queueID: job.queueID)) }
@@ -265,6 +282,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         } catch {
             logger.error("\(job.queueID): cannot record delivery results; the lease will run out and the recipients be retried", metadata: ["error": "\(error)"])
         }
+        afterRecording()
     }
 
     /// `ID: sender non-delivery notification: NOTICE-ID`, and the delay and delivery kinds.
@@ -285,7 +303,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// At most once a second: makes the notifications whose round has ended without a result to make them
     /// (a crash, a shutdown), or that have waited longer than ``DeliverySettings/noticeGathering``.
     private func sendDueNotices() async {
-        let now = ContinuousClock.now
+        let now = time.now()
         let isDue = lastNoticeSweep.withLockedValue { last in
             guard now - last >= .seconds(1) else { return false }
             last = now
@@ -293,10 +311,13 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         }
         guard isDue else { return }
         do {
-            let date = Date()
+            let date = time.date()
             let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-Self.seconds(settings.noticeGathering)))
             log(made)
-            if !made.isEmpty { doorbell.ring() }
+            if !made.isEmpty {
+                afterRecording()
+                doorbell.ring()
+            }
         } catch {
             logger.error("cannot make the pending sender notifications; they wait for the next look", metadata: ["error": "\(error)"])
         }

@@ -19,11 +19,11 @@ final class Doorbell: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when rung, when `timeout` has passed, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    /// Returns when rung, when `clock` reads `deadline`, or when the task is cancelled.
+    func wait(until deadline: Duration, on clock: DeliveryClock) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await clock.sleep(deadline)
                 if !Task.isCancelled { self.ring() }
             }
             group.addTask { await self.waitForRing() }

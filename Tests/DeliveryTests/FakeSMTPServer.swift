@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PetrelTestSupport
 import SMTPProtocol
 
 /// A destination SMTP server for tests, on a real loopback address, scripted per test: it can refuse a
@@ -26,6 +27,8 @@ final class FakeSMTPServer: Sendable {
     private let script: Script
     private let state = NIOLockedValueBox(State())
     private let channel: any Channel
+    /// Counts the connections that have ended.
+    let endedConnections = EventCount()
 
     private struct State {
         var messages: [Message] = []
@@ -42,6 +45,7 @@ final class FakeSMTPServer: Sendable {
         self.host = host
         self.script = script
         let state = self.state
+        let ended = self.endedConnections
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
@@ -55,7 +59,10 @@ final class FakeSMTPServer: Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { try? await Self.serve(connection, script: script, state: state) }
+                        group.addTask {
+                            try? await Self.serve(connection, script: script, state: state)
+                            ended.signal()
+                        }
                     }
                 }
             }
