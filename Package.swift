@@ -52,6 +52,7 @@ let package = Package(
             name: "DNSResolver",
             dependencies: [
                 "CResolv",
+                "PetrelConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -92,7 +92,7 @@ extension ConfigurationSection {
             .positiveInteger("max_recipients_per_transaction", \.delivery.maxRecipientsPerTransaction),
             .list("dns_servers", \.delivery.dnsServers,
                   "\"ip\" or \"ip:port\". Empty: the system's /etc/resolv.conf. Also names clients (PTR)") { values in
-                values.allSatisfy({ PetrelConfiguration.HostPort($0, defaultPort: 53).map { IPAddress($0.host) != nil } ?? false }) ? values : nil
+                values.allSatisfy({ PetrelConfiguration.HostPort(nameServer: $0) != nil }) ? values : nil
             } format: { $0 },
             .positiveInteger("mx_port", \.delivery.mxPort, most: 65535, "the port used on MX hosts (tests use a high port)"),
             .optionalString("smarthost", \.delivery.smarthost, "\"host:port\": when set, all mail goes there instead of to MX hosts") {
