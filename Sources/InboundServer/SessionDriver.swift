@@ -237,7 +237,7 @@ struct SessionDriver {
             let message = IncomingMessage(
                 queueID: body.queueID, envelope: envelope, authenticatedUser: envelope.client.authenticatedUser,
                 traceHeaders: ByteBuffer(string: trace), content: content, contentSize: contentSize, arrivedAt: now,
-                expiresAt: now.addingTimeInterval(TimeInterval(settings.maxQueueLifetime.components.seconds))
+                expiresAt: now.addingTimeInterval(settings.maxQueueLifetime.inSeconds)
             )
             try await committer.enqueue(message)
             if logger.logLevel <= .info {
