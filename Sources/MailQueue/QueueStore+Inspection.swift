@@ -80,7 +80,7 @@ extension QueueStore {
         } else {
             head = row["head"] ?? Data()
         }
-        let section = DeliveryStatusNotification.headerSection(of: ByteBuffer(bytes: head))
+        let section = HeaderSectionScanner.headerSection(of: ByteBuffer(bytes: head))
         headers.append(contentsOf: section.readableBytesView)
         return headers
     }
@@ -93,10 +93,11 @@ extension QueueStore {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         var data = Data()
-        while data.count < Self.headerReadLimit {
+        var scanner = HeaderSectionScanner()
+        while data.count < Self.headerReadLimit, !scanner.isFinished {
             guard let chunk = try handle.read(upToCount: 64 * 1024), !chunk.isEmpty else { break }
             data.append(chunk)
-            if data.range(of: Data("\r\n\r\n".utf8)) != nil || data.starts(with: Data("\r\n".utf8)) { break }
+            scanner.scan(ByteBuffer(bytes: chunk))
         }
         return data
     }
