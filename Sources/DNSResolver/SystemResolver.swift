@@ -123,11 +123,6 @@ public final class SystemResolver: DNSResolving {
         throw DNSError(domain: host, type: "A/AAAA", reason: errors.map(\.reason).joined(separator: "; "))
     }
 
-    /// Drops every cached answer.
-    public func flushCache() {
-        self.cache.removeAll()
-    }
-
     private func outcome(_ name: String, _ type: RecordType) async -> Result<Answer, Error> {
         do {
             return .success(try await self.lookup(name, type))
