@@ -149,13 +149,20 @@ struct SessionDriver {
 
         /// Streams input into the open message; `true` when its end was reached and answered.
         private mutating func receiveMessageText() async throws -> Bool {
-            guard var current = body else { return false }
-            let isFinished = try await current.consume(&input)
+            // Taken out of `body` while it grows, so that its buffer has one owner and the new text is
+            // appended in place, never copied with what came before it.
+            guard var current = body.take() else { return false }
+            let isFinished: Bool
+            do {
+                isFinished = try await current.consume(&input)
+            } catch {
+                await current.discard()
+                throw error
+            }
             guard isFinished else {
                 body = current
                 return false
             }
-            body = nil
             driver.readClock.start(driver.settings.commandTimeout)
             try await answerEndOfData(&current)
             return true
