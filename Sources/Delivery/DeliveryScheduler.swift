@@ -167,9 +167,11 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             }
             let batchesBeforeClaim = feeder.withLockedValue { $0.unleasedBatches }
             do {
+                // Claim only what the dispatcher has room for: a claimed job holds its text in memory and
+                // its lease runs down while it waits.
                 let jobs = try await store.claimDueWork(
                     owner: owner, now: Date(), lease: settings.lease,
-                    limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
+                    limit: min(room, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
                 )
                 if !jobs.isEmpty {
                     let refused = dispatcher.add(jobs)
