@@ -381,9 +381,9 @@ extension QueueStore {
         let isWhole = (message["dsn_ret"] as String?) == MailParameters.Return.full.rawValue
             && (message["size"] as Int) <= SenderNotification.fullReturnLimit
         guard let row = try Row.fetchOne(db, sql: """
-            SELECT c.trace_headers, substr(c.body, 1, ?) AS body, m.spool_file FROM message m
-            JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
-            """, arguments: [isWhole ? Int.max : Self.headerReadLimit, message["id"] as Int64]) else { return (ByteBuffer(), isWhole) }
+            SELECT c.trace_headers, CASE WHEN ? THEN c.body ELSE substr(c.body, 1, ?) END AS body, m.spool_file
+            FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
+            """, arguments: [isWhole, Self.headerReadLimit, message["id"] as Int64]) else { return (ByteBuffer(), isWhole) }
         var text = ByteBuffer(bytes: row["trace_headers"] as Data)
         if let fileName: String = row["spool_file"] {
             let path = spoolPath(fileName)
