@@ -94,16 +94,10 @@ extension QueueStore {
             var isLastPage = false
             while !isLastPage {
                 let page = try pool.read { db -> [ListCursor] in
-                    let (condition, arguments) = try Self.messageCondition(for: filter, in: db)
-                    var sql = "SELECT m.arrived_at, m.id FROM message m WHERE \(condition)"
-                    var allArguments = arguments
-                    if let cursor {
-                        sql += " AND (m.arrived_at, m.id) > (?, ?)"
-                        allArguments += [cursor.arrivedAt, cursor.id]
-                    }
-                    sql += " ORDER BY m.arrived_at, m.id LIMIT ?"
-                    allArguments += [Self.actionBatchSize]
-                    return try Row.fetchAll(db, sql: sql, arguments: allArguments).map { ListCursor(arrivedAt: $0["arrived_at"], id: $0["id"]) }
+                    let (sql, arguments) = try Self.page(
+                        selecting: "m.arrived_at, m.id", matching: filter, after: cursor, limit: Self.actionBatchSize, in: db
+                    )
+                    return try Row.fetchAll(db, sql: sql, arguments: arguments).map { ListCursor(arrivedAt: $0["arrived_at"], id: $0["id"]) }
                 }
                 isLastPage = page.count < Self.actionBatchSize
                 var rest = page[...]
