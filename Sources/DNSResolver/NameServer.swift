@@ -30,8 +30,3 @@ private func isIPv4Address(_ text: Substring) -> Bool {
     // inet_pton (unlike inet_aton) accepts only the dotted-quad form.
     return !text.isEmpty && inet_pton(AF_INET, String(text), &address) == 1
 }
-
-private func isIPv6Address(_ text: Substring) -> Bool {
-    var address = in6_addr()
-    return !text.isEmpty && inet_pton(AF_INET6, String(text), &address) == 1
-}

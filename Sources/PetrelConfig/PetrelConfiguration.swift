@@ -26,7 +26,6 @@ public struct PetrelConfiguration: Sendable, Equatable {
         /// PEM certificate chain; with `key`, STARTTLS is offered.
         public var certificate: String?
         public var key: String?
-        public var isConfigured: Bool { certificate != nil && key != nil }
     }
 
     public struct Auth: Sendable, Equatable {
