@@ -1,9 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Linux only: the relay calls glibc directly (libresolv for DNS, libcrypt for yescrypt, Glibc for the
+// spool files), so no Apple platform is claimed.
+
 let package = Package(
     name: "Petrel",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "petrel", targets: ["petrel"]),
     ],
@@ -58,6 +60,7 @@ let package = Package(
             name: "DNSResolver",
             dependencies: [
                 "CResolv",
+                "PetrelConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

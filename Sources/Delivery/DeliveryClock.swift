@@ -1,4 +1,5 @@
 import Foundation
+import MailQueue
 
 /// The time the scheduler runs on, injected so that tests move it by hand: a monotonic clock for its
 /// timers (the idle poll, the notice sweep) and the wall time it writes to the queue (leases,
@@ -16,5 +17,12 @@ struct DeliveryClock: Sendable {
         self.now = { origin.duration(to: clock.now) }
         self.sleep = { deadline in try await clock.sleep(until: origin.advanced(by: deadline), tolerance: nil) }
         self.date = date
+    }
+}
+
+extension Doorbell {
+    /// Returns when rung, when `clock` reads `deadline`, or when the task is cancelled.
+    func wait(until deadline: Duration, on clock: DeliveryClock) async {
+        await wait { try await clock.sleep(deadline) }
     }
 }

@@ -77,7 +77,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         self.resolver = resolver
         self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
         self.policy = DeliveryPolicy(retry: settings.retry, delayWarning: settings.delayWarning)
-        self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: Self.seconds(settings.maximumQueueLifetime))
+        self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: settings.maximumQueueLifetime.inSeconds)
         committer.attach(self)
     }
 
@@ -131,7 +131,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         if feeder.withLockedValue({ $0.hasBacklog }) { return nil }
         let granted = dispatcher.reserve(upTo: count)
         guard granted > 0 else { return nil }
-        return DeliveryLease(owner: owner, expiresAt: time.date().addingTimeInterval(Self.seconds(settings.lease)),
+        return DeliveryLease(owner: owner, expiresAt: time.date().addingTimeInterval(settings.lease.inSeconds),
                              messages: granted, recipientsPerJob: settings.maximumRecipientsPerTransaction)
     }
 
@@ -182,9 +182,11 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             }
             let batchesBeforeClaim = feeder.withLockedValue { $0.unleasedBatches }
             do {
+                // Claim only what the dispatcher has room for: a claimed job holds its text in memory and
+                // its lease runs down while it waits.
                 let jobs = try await store.claimDueWork(
                     owner: owner, now: time.date(), lease: settings.lease,
-                    limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
+                    limit: min(room, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
                 )
                 if !jobs.isEmpty {
                     let refused = dispatcher.add(jobs)
@@ -233,8 +235,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         let started = ContinuousClock.now
         let attempt = attempts.withLockedValue { $0 }
         let result = await attempt.run(job, content: content)
-        let elapsed = (ContinuousClock.now - started).components
-        DeliveryMetrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        DeliveryMetrics.duration.recordNanoseconds((ContinuousClock.now - started).inNanoseconds)
         if Task.isCancelled, Self.isCutShort(result.report) {
             // Shutdown cut the attempt short: give the recipients back rather than count a failure.
             try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: time.date())
@@ -312,7 +313,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         guard isDue else { return }
         do {
             let date = time.date()
-            let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-Self.seconds(settings.noticeGathering)))
+            let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-settings.noticeGathering.inSeconds))
             log(made)
             if !made.isEmpty {
                 afterRecording()
@@ -330,11 +331,6 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         case .noRoute(let error), .noHost(.localError(let error)): !error.isPermanent
         case .noHost(.reply): true
         }
-    }
-
-    private static func seconds(_ duration: Duration) -> TimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
 }
 

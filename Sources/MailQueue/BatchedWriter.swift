@@ -19,11 +19,12 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     private struct State {
         var pending: [Pending] = []
         var isClosed = false
+        /// `finish()` was called: write what is pending, then close.
+        var isFinishing = false
     }
 
     private let state = NIOLockedValueBox(State())
-    private let wakeUps: AsyncStream<Void>
-    private let wakeUp: AsyncStream<Void>.Continuation
+    private let doorbell = Doorbell()
     private let write: @Sendable ([Request]) async throws -> [Response]
     private let onBatch: @Sendable (Int) -> Void
 
@@ -33,7 +34,6 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     public init(write: @escaping @Sendable ([Request]) async throws -> [Response], onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.write = write
         self.onBatch = onBatch
-        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public func submit(_ request: Request) async throws -> Response {
@@ -45,14 +45,15 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
             if isClosed {
                 continuation.resume(throwing: Closed())
             } else {
-                wakeUp.yield()
+                doorbell.ring()
             }
         }
     }
 
     /// Writes batches until ``finish()``, then what is left.
     public func run() async {
-        for await _ in wakeUps {
+        while !state.withLockedValue({ $0.isFinishing }), !Task.isCancelled {
+            await doorbell.wait()
             await writePending()
         }
         state.withLockedValue { $0.isClosed = true }
@@ -60,7 +61,8 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     }
 
     public func finish() {
-        wakeUp.finish()
+        state.withLockedValue { $0.isFinishing = true }
+        doorbell.ring()
     }
 
     private func writePending() async {

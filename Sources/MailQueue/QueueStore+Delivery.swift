@@ -11,7 +11,7 @@ extension QueueStore {
     /// message and domain, at most `recipientsPerJob` recipients each.
     public func claimDueWork(owner: String, now: Date, lease: Duration, limit: Int, recipientsPerJob: Int) async throws -> [DeliveryJob] {
         let nowMS = now.unixMilliseconds
-        let leaseUntil = now.addingTimeInterval(TimeInterval(lease.components.seconds)).unixMilliseconds
+        let leaseUntil = now.addingTimeInterval(lease.inSeconds).unixMilliseconds
         return try await pool.write { db in
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT r.id, r.message_id, r.address, r.domain, r.orcpt, r.notify, r.attempts

@@ -1,6 +1,7 @@
 import PetrelTestSupport
 import Testing
 @testable import Delivery
+import MailQueue
 
 /// The scheduler's sleep: until a deadline on its injected clock, or until rung.
 struct DoorbellTests {
