@@ -1,9 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Linux only: the relay calls glibc directly (libresolv for DNS, libcrypt for yescrypt, Glibc for the
+// spool files), so no Apple platform is claimed.
+
 let package = Package(
     name: "Petrel",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "petrel", targets: ["petrel"]),
     ],
@@ -28,7 +30,7 @@ let package = Package(
         .target(
             name: "MailQueue",
             dependencies: [
-                "SMTPProtocol",
+                "SMTPProtocol", "LogEvents",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -43,6 +45,12 @@ let package = Package(
                 .embedInCode("migrations/0004_operator_audit.sql"),
             ]
         ),
+        // What the relay logs about messages, as typed events that the log handler renders as a human line
+        // and as JSON. Only swift-log, so that every layer that logs can make them.
+        .target(
+            name: "LogEvents",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
         // The system's libcrypt (libxcrypt): yescrypt password hashes for SMTP AUTH users.
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
         // glibc's resolver library (res_nquery, ns_initparse, ns_parserr).
@@ -52,6 +60,7 @@ let package = Package(
             name: "DNSResolver",
             dependencies: [
                 "CResolv",
+                "PetrelConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -87,7 +96,7 @@ let package = Package(
         .target(
             name: "InboundServer",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication", "DNSResolver",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "Authentication", "DNSResolver", "LogEvents",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -101,7 +110,7 @@ let package = Package(
         .target(
             name: "Delivery",
             dependencies: [
-                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "DNSResolver",
+                "SMTPProtocol", "SMTPTransport", "MailQueue", "PetrelConfig", "DNSResolver", "LogEvents",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "petrel",
             dependencies: [
-                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication",
+                "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication", "LogEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -134,7 +143,14 @@ let package = Package(
             path: "Tests/PetrelTestSupport"
         ),
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
-        .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver", "PetrelTestSupport"]),
+        .testTarget(
+            name: "DNSResolverTests",
+            dependencies: [
+                "DNSResolver", "PetrelTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "MailQueueTests",
             dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
@@ -143,9 +159,18 @@ let package = Package(
         .testTarget(
             name: "AuthenticationTests",
             dependencies: [
-                "Authentication",
+                "Authentication", "PetrelTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The executable's own parts: the log formats.
+        .testTarget(
+            name: "PetrelTests",
+            dependencies: [
+                "petrel", "LogEvents",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
@@ -162,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "InboundServerTests",
             dependencies: [
-                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver",
+                "InboundServer", "MailQueue", "PetrelConfig", "SMTPProtocol", "SMTPTransport", "DNSResolver", "PetrelTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -12,14 +12,21 @@ public final class Authenticator: Sendable {
     public let window: Duration
     /// A hash to check against when the user does not exist, so that the answer takes as long.
     private let decoyHash: String
+    /// The injected clock's time, as the time since this throttle was made.
+    private let now: @Sendable () -> Duration
 
     private struct FailureRecord {
         var count: Int
-        var since: ContinuousClock.Instant
+        var since: Duration
     }
 
-    public init(users: UsersFile, maximumFailures: Int = 10, window: Duration = .seconds(600),
-                hashPool: PasswordHashPool = .shared) {
+    /// `clock` measures the window (tests pass one they move by hand).
+    public init(
+        users: UsersFile, maximumFailures: Int = 10, window: Duration = .seconds(600), hashPool: PasswordHashPool = .shared,
+        clock: some Clock<Duration> = ContinuousClock()
+    ) {
+        let origin = clock.now
+        self.now = { origin.duration(to: clock.now) }
         self.users = NIOLockedValueBox(users)
         self.throttle = NIOLockedValueBox([:])
         self.hashPool = hashPool
@@ -46,7 +53,7 @@ public final class Authenticator: Sendable {
     public func isThrottled(_ address: String) -> Bool {
         throttle.withLockedValue { records in
             guard let record = records[address] else { return false }
-            if ContinuousClock.now - record.since > window {
+            if now() - record.since > window {
                 records[address] = nil
                 return false
             }
@@ -65,7 +72,7 @@ public final class Authenticator: Sendable {
             return user
         }
         throttle.withLockedValue { records in
-            let now = ContinuousClock.now
+            let now = self.now()
             if var record = records[address], now - record.since <= window {
                 record.count += 1
                 records[address] = record

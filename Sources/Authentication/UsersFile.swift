@@ -6,22 +6,13 @@ public struct User: Sendable, Equatable {
     /// A libcrypt hash (`$y$…`).
     public var passwordHash: String
     /// Sender addresses (`app@example.com`) or domains (`@example.org`) this user may use in MAIL FROM;
-    /// empty: any.
+    /// empty: any. The session applies them (`SMTPProtocol.AllowedSenders`).
     public var allowedSenders: [String]
 
     public init(name: String, passwordHash: String, allowedSenders: [String] = []) {
         self.name = name
         self.passwordHash = passwordHash
         self.allowedSenders = allowedSenders.map { $0.lowercased() }
-    }
-
-    /// Whether this user may send as `address` (`""` is the null sender).
-    public func mayUseSender(_ address: String) -> Bool {
-        if allowedSenders.isEmpty { return true }
-        let address = address.lowercased()
-        return allowedSenders.contains { allowed in
-            allowed.hasPrefix("@") ? address.hasSuffix(allowed) : address == allowed
-        }
     }
 }
 

@@ -98,8 +98,4 @@ final class DNSCache: Sendable {
     var count: Int {
         self.entries.withLockedValue { $0.count }
     }
-
-    func removeAll() {
-        self.entries.withLockedValue { $0.removeAll() }
-    }
 }

@@ -2,6 +2,7 @@ import CResolv
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PetrelConfig
 
 /// A ``DNSResolving`` on glibc's stub resolver (libresolv), with a cache.
 ///
@@ -22,7 +23,7 @@ import NIOPosix
 /// A cancelled lookup returns at once with `CancellationError`; a query already sent runs to its end on its
 /// thread, and its answer is still cached. A lookup cancelled before its query started never sends it.
 public final class SystemResolver: DNSResolving {
-    /// A name server string that ``parseNameServer(_:)`` rejects, or more servers than libresolv uses.
+    /// A name server string that `HostPort(nameServer:)` rejects, or more servers than libresolv uses.
     public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
         public var description: String
     }
@@ -36,7 +37,7 @@ public final class SystemResolver: DNSResolving {
     private let threadPool: NIOThreadPool
 
     /// - Parameters:
-    ///   - servers: name servers as "ip", "ip:port" or "[ipv6]:port" (see ``parseNameServer(_:)``), at most
+    ///   - servers: name servers as "ip", "ip:port" or "[ipv6]:port" (see `PetrelConfiguration.HostPort(nameServer:)`), at most
     ///     ``maximumServers``, tried in order; empty uses those of /etc/resolv.conf.
     ///   - timeout: how long to wait for the first answer from a server, in whole seconds (rounded up,
     ///     at least one); the resolver doubles it on each further attempt.
@@ -61,10 +62,10 @@ public final class SystemResolver: DNSResolving {
             )
         }
         let parsed = try servers.map { text in
-            guard let server = parseNameServer(text) else {
+            guard let server = PetrelConfiguration.HostPort(nameServer: text) else {
                 throw ConfigurationError(description: "not a DNS server address (ip, ip:port or [ipv6]:port): \(text)")
             }
-            return server
+            return (host: server.host, port: server.port)
         }
         let (seconds, attoseconds) = timeout.components
         let wholeSeconds = seconds + (attoseconds > 0 ? 1 : 0)
@@ -120,11 +121,6 @@ public final class SystemResolver: DNSResolving {
             throw errors[0]
         }
         throw DNSError(domain: host, type: "A/AAAA", reason: errors.map(\.reason).joined(separator: "; "))
-    }
-
-    /// Drops every cached answer.
-    public func flushCache() {
-        self.cache.removeAll()
     }
 
     private func outcome(_ name: String, _ type: RecordType) async -> Result<Answer, Error> {

@@ -1,4 +1,5 @@
 import Foundation
+import LogEvents
 import MailQueue
 import NIOConcurrencyHelpers
 import PetrelConfig
@@ -28,7 +29,7 @@ struct DeliveryAttempt {
     let verifiedTLS: ClientTLS?
     /// Hosts whose TLS handshake failed lately: under opportunistic TLS they get plaintext for a while.
     let tlsFailures: TLSFailureMemory
-    var log: @Sendable (String) -> Void = { _ in }
+    var log: @Sendable (HopEvent) -> Void = { _ in }
 
     /// What this route asks of TLS and AUTH.
     func security(for kind: Route.Kind, key: String) -> (ClientSession.Security, ClientTLS?) {
@@ -90,7 +91,7 @@ struct DeliveryAttempt {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
                     refusal = Self.localError(hop.reply, at: relay)
                     refusals += 1
-                    log("\(job.queueID): \(relay) cannot take the message: \(hop.reply)")
+                    log(HopEvent(queueID: job.queueID, kind: .cannotTakeMessage, relay: relay, reply: hop.reply.description))
                 } catch let failure as HostFailure {
                     let relay = "\(host.name)[\(address)]:\(host.port)"
                     lastFailure = failure.isRemoteReply ? .reply(failure.reply, relay: relay) : .localError(Self.localError(failure.reply, at: relay))
@@ -99,7 +100,7 @@ struct DeliveryAttempt {
                     if failure.isTLSFailure && !security.requiresTLS && security.usesTLS {
                         // RFC 7435 §4: a failed opportunistic handshake falls back to plaintext for this host.
                         tlsFailures.remember(key)
-                        log("\(job.queueID): TLS handshake with \(relay) failed (\(failure.reply)); retrying in plaintext")
+                        log(HopEvent(queueID: job.queueID, kind: .tlsFallback, relay: relay, reply: failure.reply.description))
                         if let (connection, outcomes) = try? await transact(outbound, host: host, address: address, kind: route.kind) {
                             let result = Result(report: Self.report(outcomes, on: connection))
                             await cache.park(connection)
@@ -189,21 +190,26 @@ struct HopRefusal: Error {
 
 /// Remembers, for an hour, the hosts whose TLS handshake failed.
 final class TLSFailureMemory: Sendable {
-    private let failures = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    /// When each host failed, as the time since this memory was made on its clock.
+    private let failures = NIOLockedValueBox<[String: Duration]>([:])
     let duration: Duration
+    private let now: @Sendable () -> Duration
 
-    init(duration: Duration = .seconds(3600)) {
+    init(duration: Duration = .seconds(3600), clock: some Clock<Duration> = ContinuousClock()) {
         self.duration = duration
+        let origin = clock.now
+        self.now = { origin.duration(to: clock.now) }
     }
 
     func remember(_ key: String) {
-        failures.withLockedValue { $0[key] = .now }
+        let failedAt = now()
+        failures.withLockedValue { $0[key] = failedAt }
     }
 
     func recentlyFailed(_ key: String) -> Bool {
         failures.withLockedValue { failures in
             guard let since = failures[key] else { return false }
-            if ContinuousClock.now - since > duration {
+            if now() - since > duration {
                 failures[key] = nil
                 return false
             }

@@ -1,5 +1,6 @@
 import Foundation
 import DNSResolver
+import LogEvents
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
@@ -50,18 +51,32 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let connections = ConnectionTasks()
     private let attempts: NIOLockedValueBox<DeliveryAttempt>
     private let resolver: any DNSResolving
-    private let tlsFailures = TLSFailureMemory()
+    private let tlsFailures: TLSFailureMemory
     private let policy: DeliveryPolicy
     /// How the notifications the policy asks for are made: this relay's name, their lifetime in the queue.
     private let notification: SenderNotification
     /// When the feeder last made the notifications that wait for nothing any more (``QueueStore/sendDueNotices(now:gatheredBefore:)``).
-    private let lastNoticeSweep = NIOLockedValueBox(ContinuousClock.now)
+    private let lastNoticeSweep = NIOLockedValueBox(Duration.zero)
+    /// The injected time: timers and the dates written to the queue.
+    private let time: DeliveryClock
+    /// Called after each write of delivery results or of notifications made by the feeder.
+    private let afterRecording: @Sendable () -> Void
     /// The queue's writer: results share transactions (and fsyncs) with each other and with arrivals.
     private let committer: GroupCommitter
 
     /// Attaches itself to `committer`, which then hands fresh mail over (see ``DeliveryHandoff``). The
     /// committer must run for as long as this scheduler does (start it first, stop it after).
-    public init(store: QueueStore, committer: GroupCommitter, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger) {
+    ///
+    /// `clock` runs the timers and `wallTime` dates what is written to the queue (leases, retries, expiry);
+    /// tests pass a clock they move by hand, and wait on `afterRecording`, called after each write of results.
+    public init(
+        store: QueueStore, committer: GroupCommitter, settings: DeliverySettings, resolver: any DNSResolving, logger: Logger,
+        clock: some Clock<Duration> = ContinuousClock(), wallTime: @escaping @Sendable () -> Date = { Date() },
+        afterRecording: @escaping @Sendable () -> Void = {}
+    ) {
+        self.time = DeliveryClock(clock: clock, date: wallTime)
+        self.afterRecording = afterRecording
+        self.tlsFailures = TLSFailureMemory(clock: clock)
         self.store = store
         self.committer = committer
         self.settings = settings
@@ -73,7 +88,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, connections: connections,
                                                             tlsFailures: tlsFailures, logger: logger))
         self.policy = DeliveryPolicy(retry: settings.retry, delayWarning: settings.delayWarning)
-        self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: Self.seconds(settings.maximumQueueLifetime))
+        self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: settings.maximumQueueLifetime.inSeconds)
         committer.attach(self)
     }
 
@@ -88,7 +103,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             opportunisticTLS: settings.opportunisticTLS, verifiedTLS: settings.verifiedTLS,
             tlsFailures: tlsFailures
         )
-        attempt.log = { line in logger.notice("\(line)") }
+        attempt.log = { event in logger.log(.notice, .hop(event)) }
         return attempt
     }
 
@@ -107,7 +122,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     }
 
     private func runEngine() async throws {
-        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: Date())
+        let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: time.date())
         if released > 0 {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
@@ -141,7 +156,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         if feeder.withLockedValue({ $0.hasBacklog }) { return nil }
         let granted = dispatcher.reserve(upTo: count)
         guard granted > 0 else { return nil }
-        return DeliveryLease(owner: owner, expiresAt: Date().addingTimeInterval(Self.seconds(settings.lease)),
+        return DeliveryLease(owner: owner, expiresAt: time.date().addingTimeInterval(settings.lease.inSeconds),
                              messages: granted, recipientsPerJob: settings.maximumRecipientsPerTransaction)
     }
 
@@ -150,7 +165,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
             let refused = dispatcher.add(jobs, reserved: lease.messages)
             if !refused.isEmpty {
                 // Shutting down: due again now, for the next run (in the committer's task, which waits).
-                try? await store.releaseLeases(recipientIDs: refused, now: Date())
+                try? await store.releaseLeases(recipientIDs: refused, now: time.date())
             }
         }
         if unleasedMessages > 0 {
@@ -175,7 +190,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         } + dispatcher.shutDown()
         guard !unstarted.isEmpty else { return }
         do {
-            try await store.releaseLeases(recipientIDs: unstarted, now: Date())
+            try await store.releaseLeases(recipientIDs: unstarted, now: time.date())
         } catch {
             logger.error("could not release leases at shutdown; they will run out by themselves", metadata: ["error": "\(error)"])
         }
@@ -192,32 +207,37 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                 if await isStopping() { return }
                 feeder.withLockedValue { $0.isWaitingForRoom = true }
                 // A job that finished before the flag was up rang no bell: look once more.
-                if dispatcher.room == 0 { await doorbell.wait(timeout: .milliseconds(200)) }
+                if dispatcher.room == 0 { await doorbell.wait(until: time.now() + .milliseconds(200), on: time) }
                 feeder.withLockedValue { $0.isWaitingForRoom = false }
                 continue
             }
             let batchesBeforeClaim = feeder.withLockedValue { $0.unleasedBatches }
             do {
+                // Claim only what the dispatcher has room for: a claimed job holds its text in memory and
+                // its lease runs down while it waits.
                 let jobs = try await store.claimDueWork(
-                    owner: owner, now: Date(), lease: settings.lease,
-                    limit: min(room * 4, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
+                    owner: owner, now: time.date(), lease: settings.lease,
+                    limit: min(room, 1000), recipientsPerJob: settings.maximumRecipientsPerTransaction
                 )
                 if !jobs.isEmpty {
                     let refused = dispatcher.add(jobs)
-                    if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: Date()) }
+                    if !refused.isEmpty { try await store.releaseLeases(recipientIDs: refused, now: time.date()) }
                     continue
                 }
                 // Nothing due is left unclaimed: fresh mail may go straight to the workers again.
                 feeder.withLockedValue { if $0.unleasedBatches == batchesBeforeClaim { $0.hasBacklog = false } }
                 let nextDue = try await store.nextDueTime()
-                let sleep = nextDue.map { min(max(.milliseconds(Int64($0.timeIntervalSinceNow * 1000)), .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
-                await doorbell.wait(timeout: sleep)
+                // The timer's start is read before the wall time: a clock moved in between only shortens the sleep.
+                let sleepStart = time.now()
+                let untilDue = nextDue.map { Duration.milliseconds(Int64($0.timeIntervalSince(time.date()) * 1000)) }
+                let sleep = untilDue.map { min(max($0, .milliseconds(10)), settings.idlePoll) } ?? settings.idlePoll
+                await doorbell.wait(until: sleepStart + sleep, on: time)
                 await cache.sweep()
             } catch where Task.isCancelled {
                 return  // shutdown stopped the read: nothing is wrong
             } catch {
                 logger.error("cannot read the queue", metadata: ["error": "\(error)"])
-                await doorbell.wait(timeout: .seconds(1))
+                await doorbell.wait(until: time.now() + .seconds(1), on: time)
             }
         }
     }
@@ -246,11 +266,10 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         let started = ContinuousClock.now
         let attempt = attempts.withLockedValue { $0 }
         let result = await attempt.run(job, content: content)
-        let elapsed = (ContinuousClock.now - started).components
-        DeliveryMetrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        DeliveryMetrics.duration.recordNanoseconds((ContinuousClock.now - started).inNanoseconds)
         if Task.isCancelled, Self.isCutShort(result.report) {
             // Shutdown cut the attempt short: give the recipients back rather than count a failure.
-            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: Date())
+            try? await store.releaseLeases(recipientIDs: job.recipients.map(\.id), now: time.date())
             return
         }
         await record(result, for: job)
@@ -259,7 +278,7 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// Decides what the attempt means (``DeliveryPolicy``), logs it, and writes it in one transaction with
     /// the notifications it completes.
     private func record(_ result: DeliveryAttempt.Result, for job: DeliveryJob) async {
-        let now = Date()
+        let now = time.date()
         let decision = policy.decide(result.report, for: job, now: now, random: Double.random(in: 0..<1))
         log(decision, for: job, result: result, now: now)
         await write(decision, for: job, now: now)
@@ -268,21 +287,15 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// One line per recipient: `ID: to=<bob@x.test>, relay=mx.x.test[192.0.2.1]:25, delay=0.1, attempts=1, dsn=2.0.0, status=sent (250 Ok)`.
     private func log(_ decision: DeliveryDecision, for job: DeliveryJob, result: DeliveryAttempt.Result, now: Date) {
         for entry in decision.recipients {
-            DeliveryMetrics.attempt(entry.outcome.logStatus)
-            guard logger.logLevel <= .info else { continue }
-            let attempts = entry.recipient.attempts + 1
-            let delay = String(format: "%.1f", now.timeIntervalSince(job.arrivedAt))
-            var relay = "none", text = entry.result.text
-            switch entry.result {
-            case .reply(_, let from): relay = from
-            case .localError: text = "local error: " + text
-            }
-            if entry.outcome == .expired { text = "expired after \(attempts) attempts; last: " + text }
-            let tls = result.tls.map { ", tls=\($0)" } ?? ""
-            logger.info("\(job.queueID): to=<\(entry.recipient.address)>, relay=\(relay), delay=\(delay), attempts=\(attempts)\(tls), dsn=\(entry.status), status=\(entry.outcome.logStatus) (\(text))")
+            DeliveryMetrics.attempt(entry.outcome.logStatus.rawValue)
+            logger.log(.info, .deliveryAttempt(DeliveryAttemptEvent(
+                queueID: job.queueID, recipient: entry.recipient.address, originalRecipient: entry.recipient.originalRecipient,
+                result: entry.result.logged, delay: now.timeIntervalSince(job.arrivedAt), attempts: entry.recipient.attempts + 1,
+                tls: result.tls, dsn: entry.status.description, status: entry.outcome.logStatus
+            )))
         }
         if job.isNotification, decision.recipients.contains(where: { $0.outcome == .failed || $0.outcome == .expired }) {
-            logger.info("\(job.queueID): a notification could not be delivered; it is discarded (no bounce of a bounce)")
+            logger.log(.info, .notificationDiscarded(queueID: job.queueID))
         }
     }
 
@@ -290,10 +303,10 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         do {
             let outcome = try await committer.record(QueueStore.JobRecord(
                 results: decision.results(attemptedAt: now), messageID: job.messageID, queueID: job.queueID,
-                notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil
+                notification: notification, markDelayWarned: decision.isDelayWarned ? now : nil, recordedAt: now
             ))
             log(outcome.notifications)
-            if outcome.isRemoved { logger.info("\(job.queueID): removed") }
+            if outcome.isRemoved { logger.log(.info, .messageRemoved(queueID: job.queueID)) }
             // New notifications are due now, and a deferral may be due before the feeder's next look.
             if !outcome.notifications.isEmpty || decision.hasDeferrals {
                 doorbell.ring()
@@ -301,25 +314,28 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         } catch {
             logger.error("\(job.queueID): cannot record delivery results; the lease will run out and the recipients be retried", metadata: ["error": "\(error)"])
         }
+        afterRecording()
     }
 
     /// `ID: sender non-delivery notification: NOTICE-ID`, and the delay and delivery kinds.
     private func log(_ notifications: [QueueStore.MadeNotification]) {
         for made in notifications {
-            let (kind, label) = switch made.kind {
-            case .failure: ("non-delivery", "failure")
-            case .delay: ("delay", "delay")
-            case .success: ("delivery", "success")
+            let kind: SenderNotificationEvent.Kind = switch made.kind {
+            case .failure: .failure
+            case .delay: .delay
+            case .success: .success
             }
-            DeliveryMetrics.notification(label)
-            logger.info("\(made.reportedQueueID): sender \(kind) notification: \(made.queueID)")
+            DeliveryMetrics.notification(kind.rawValue)
+            logger.log(.info, .senderNotification(SenderNotificationEvent(
+                reportedQueueID: made.reportedQueueID, kind: kind, notificationQueueID: made.queueID
+            )))
         }
     }
 
     /// At most once a second: makes the notifications whose round has ended without a result to make them
     /// (a crash, a shutdown), or that have waited longer than ``DeliverySettings/noticeGathering``.
     private func sendDueNotices() async {
-        let now = ContinuousClock.now
+        let now = time.now()
         let isDue = lastNoticeSweep.withLockedValue { last in
             guard now - last >= .seconds(1) else { return false }
             last = now
@@ -327,10 +343,13 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         }
         guard isDue else { return }
         do {
-            let date = Date()
-            let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-Self.seconds(settings.noticeGathering)))
+            let date = time.date()
+            let made = try await store.sendDueNotices(now: date, gatheredBefore: date.addingTimeInterval(-settings.noticeGathering.inSeconds))
             log(made)
-            if !made.isEmpty { doorbell.ring() }
+            if !made.isEmpty {
+                afterRecording()
+                doorbell.ring()
+            }
         } catch {
             logger.error("cannot make the pending sender notifications; they wait for the next look", metadata: ["error": "\(error)"])
         }
@@ -344,9 +363,14 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         case .noHost(.reply): true
         }
     }
+}
 
-    private static func seconds(_ duration: Duration) -> TimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+private extension AttemptResult {
+    /// The result as the delivery log tells it.
+    var logged: DeliveryAttemptEvent.Result {
+        switch self {
+        case .reply(let reply, let relay): .reply(reply.description, relay: relay)
+        case .localError(let error): .localError(error.description)
+        }
     }
 }

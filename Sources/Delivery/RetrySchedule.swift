@@ -1,3 +1,5 @@
+import SMTPProtocol
+
 /// When to try a deferred recipient again: exponential backoff from `minimum`, doubling per attempt up
 /// to `maximum`, with jitter so that recipients deferred together do not all come back at once (RFC 5321
 /// §4.5.4.1: at least 30 minutes is advised between attempts to one destination; operators choose).
@@ -17,8 +19,8 @@ public struct RetrySchedule: Sendable, Hashable {
     /// The delay after the `attempts`-th failed attempt (1 for the first), with `random` in `0..<1`.
     public func delay(afterAttempts attempts: Int, random: Double) -> Duration {
         let exponent = min(max(attempts - 1, 0), 30)
-        let minimumSeconds = Self.seconds(minimum)
-        let maximumSeconds = Self.seconds(maximum)
+        let minimumSeconds = minimum.inSeconds
+        let maximumSeconds = maximum.inSeconds
         let base = min(minimumSeconds * Double(1 << exponent), maximumSeconds)
         let factor = 1 + jitter * (2 * random - 1)
         let seconds = min(max(base * factor, minimumSeconds * (1 - jitter)), maximumSeconds)
@@ -27,10 +29,5 @@ public struct RetrySchedule: Sendable, Hashable {
 
     public func delay(afterAttempts attempts: Int) -> Duration {
         delay(afterAttempts: attempts, random: Double.random(in: 0..<1))
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -53,11 +53,6 @@ public struct Router: Sendable {
         self.maximumHosts = maximumHosts
     }
 
-    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
-        let elapsed = (ContinuousClock.now - start).components
-        return elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
-    }
-
     public func route(for domain: String) async throws(RoutingFailure) -> Route {
         let domain = domain.lowercased()
         if let hop = routes[domain] {
@@ -75,7 +70,7 @@ public struct Router: Sendable {
         }
         let exchangers: DNSResult<[MXRecord]>
         let started = ContinuousClock.now
-        defer { DeliveryMetrics.dnsLookup("mx", nanoseconds: Self.nanoseconds(since: started)) }
+        defer { DeliveryMetrics.dnsLookup("mx", nanoseconds: (ContinuousClock.now - started).inNanoseconds) }
         do {
             exchangers = try await resolver.mailExchangers(for: domain)
         } catch {
@@ -116,7 +111,7 @@ public struct Router: Sendable {
         }
         let result: DNSResult<[String]>
         let started = ContinuousClock.now
-        defer { DeliveryMetrics.dnsLookup("address", nanoseconds: Self.nanoseconds(since: started)) }
+        defer { DeliveryMetrics.dnsLookup("address", nanoseconds: (ContinuousClock.now - started).inNanoseconds) }
         do {
             result = try await resolver.addresses(of: name)
         } catch {

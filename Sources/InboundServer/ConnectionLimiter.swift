@@ -44,6 +44,4 @@ final class ConnectionLimiter: Sendable {
             counts.perClient[client] = remaining > 0 ? remaining : nil
         }
     }
-
-    var openConnections: Int { counts.withLockedValue { $0.total } }
 }

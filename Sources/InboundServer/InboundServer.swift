@@ -1,5 +1,6 @@
 import Authentication
 import DNSResolver
+import LogEvents
 import Logging
 import MailQueue
 import NIOConcurrencyHelpers
@@ -173,7 +174,7 @@ public final class InboundServer: Service, Sendable {
             return
         }
         guard connection.listener != .relay || settings.admitsClient(client) else {
-            logger.info("connection refused: not in client_networks", metadata: ["client": "\(client)"])
+            logger.log(.info, .session(SessionEvent(client: "\(client)", .refusedByClientNetworks)))
             InboundMetrics.connectionRefused("client_networks")
             await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Service not available"))
             return
@@ -182,7 +183,7 @@ public final class InboundServer: Service, Sendable {
         case .admitted:
             break
         case .tooManyConnections, .tooManyFromClient:
-            logger.warning("connection refused: too many connections", metadata: ["client": "\(client)"])
+            logger.log(.warning, .session(SessionEvent(client: "\(client)", .refusedTooManyConnections)))
             InboundMetrics.connectionRefused("limit")
             await refuse(connection, SMTPReply(421, EnhancedStatusCode(4, 7, 0), "\(settings.session.hostname) Error: too many connections"))
             return

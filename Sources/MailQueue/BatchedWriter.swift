@@ -23,11 +23,10 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
         var isFinishing = false
         /// The loop ended: submissions are refused.
         var isClosed = false
-        /// The loop, waiting for a request or for `finish()`.
-        var waiter: CheckedContinuation<Void, Never>?
     }
 
     private let state = NIOLockedValueBox(State())
+    private let doorbell = Doorbell()
     private let write: @Sendable ([Request]) async throws -> [Response]
     private let onBatch: @Sendable (Int) -> Void
 
@@ -41,23 +40,22 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
 
     public func submit(_ request: Request) async throws -> Response {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-            let (isClosed, waiter) = state.withLockedValue { state -> (Bool, CheckedContinuation<Void, Never>?) in
-                if state.isClosed { return (true, nil) }
-                state.pending.append(Pending(request: request, continuation: continuation))
-                defer { state.waiter = nil }
-                return (false, state.waiter)
+            let isClosed = state.withLockedValue { state in
+                if !state.isClosed { state.pending.append(Pending(request: request, continuation: continuation)) }
+                return state.isClosed
             }
             if isClosed {
                 continuation.resume(throwing: Closed())
             } else {
-                waiter?.resume()
+                doorbell.ring()
             }
         }
     }
 
     /// Writes batches until ``finish()``, then what is left.
     public func run() async {
-        while await waitForWork() {
+        while !state.withLockedValue({ $0.isFinishing }) {
+            await doorbell.waitEvenIfCancelled()
             await writePending()
         }
         state.withLockedValue { $0.isClosed = true }
@@ -65,25 +63,8 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
     }
 
     public func finish() {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            state.isFinishing = true
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Waits (deaf to cancellation) until a request is pending or ``finish()`` is called; `false` for the latter.
-    private func waitForWork() async -> Bool {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let isReady = state.withLockedValue { state -> Bool in
-                if !state.pending.isEmpty || state.isFinishing { return true }
-                state.waiter = continuation
-                return false
-            }
-            if isReady { continuation.resume() }
-        }
-        return state.withLockedValue { !$0.isFinishing }
+        state.withLockedValue { $0.isFinishing = true }
+        doorbell.ring()
     }
 
     private func writePending() async {

@@ -13,8 +13,8 @@ import ServiceLifecycle
 /// server say `250`. A commit is never interrupted by cancellation (``writeToCompletion``), and a cancelled
 /// committer stays open for the services that hold it open (``keepingOpen(_:)``, the delivery engine): when
 /// the shutdown bound runs out and the whole service group is cancelled, a result a worker already has
-/// (a next hop's `250`) is still written, so it is never sent twice. With a ``DeliveryHandoff`` attached, the messages it has room for are stored leased to
-/// it and handed over after the commit.
+/// (a next hop's `250`) is still written, so it is never sent twice. With a ``DeliveryHandoff`` attached,
+/// the messages it has room for are stored leased to it and handed over after the commit.
 public final class GroupCommitter: Service, Sendable {
     public typealias Closed = BatchedWriter<Request, QueueStore.RecordOutcome?>.Closed
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LogEvents
 
 /// Who asked for an operator's action, and why: what the audit trail says beside what the action did.
 public struct ActionRequest: Sendable, Equatable {
@@ -13,59 +14,13 @@ public struct ActionRequest: Sendable, Equatable {
     }
 }
 
-/// One message an operator's action reached, waiting in `operator_audit` for the server to log it.
+/// One message an operator's action reached, waiting in `operator_audit` for the server to log it: the
+/// log's own event, so what the queue keeps is what the log renders.
 ///
 /// The CLI writes the entry in the transaction of the action; the server logs it beside the delivery
 /// lines (``QueueStore/logOperatorAudit(_:)``). A `delete` or `bounce` that waits for an attempt under way is
 /// logged when that attempt has ended, with the recipients the action reached in the end.
-public struct OperatorAuditEntry: Sendable, Equatable {
-    public var queueID: String
-    /// `hold`, `release`, `retry`, `delete` or `bounce`.
-    public var action: String
-    public var operatorName: String
-    public var reason: String?
-    /// Every recipient of the message was meant (queue ids, or a filter on messages only).
-    public var isWholeMessage: Bool
-    /// The recipients acted on (for `hold` and `release`, none: they act on the message).
-    public var recipients: [String]
-    /// `delete` and `bounce`: the recipients that were being delivered when the operator asked. Those the
-    /// attempt delivered or failed are not in `recipients`.
-    public var inDelivery: [String]
-    /// Of `inDelivery`, those a later `delete` or `bounce` took over before the attempt ended.
-    public var handedOver: [String] = []
-
-    /// Postfix's style (`postsuper: ID: removed`):
-    ///
-    ///     65SHN2V1Q8K0TZ: removed by operator root (reason: spam run)
-    ///     65SHN2V1Q8K0TZ: bounced <a@x.test> by operator root; <b@x.test> settled by the attempt under way
-    ///     65SHN2V1Q8K0TZ: removed nothing by operator root; <b@x.test> left to a later request
-    public var logLine: String {
-        let verb = switch action {
-        case "hold": "held"
-        case "release": "released"
-        case "retry": "retried"
-        case "delete": "removed"
-        case "bounce": "bounced"
-        default: action
-        }
-        let unreached = inDelivery.filter { !recipients.contains($0) }
-        let settled = unreached.filter { !handedOver.contains($0) }
-        var what = verb
-        if action != "hold" && action != "release" && !(isWholeMessage && unreached.isEmpty) {
-            what += recipients.isEmpty ? " nothing" : " " + Self.list(recipients)
-        }
-        var line = "\(queueID): \(what) by operator \(operatorName)"
-        if let reason, !reason.isEmpty { line += " (reason: \(reason))" }
-        if !settled.isEmpty { line += "; \(Self.list(settled)) settled by the attempt under way" }
-        if !handedOver.isEmpty { line += "; \(Self.list(handedOver)) left to a later request" }
-        return line
-    }
-
-    static func list(_ addresses: [String]) -> String {
-        let shown = addresses.prefix(5).map { "<\($0)>" }.joined(separator: " ")
-        return addresses.count > 5 ? "\(shown) and \(addresses.count - 5) more" : shown
-    }
-}
+public typealias OperatorAuditEntry = OperatorActionEvent
 
 extension QueueStore {
     /// Records what an action did to one message, inside the action's transaction. Returns the entry's

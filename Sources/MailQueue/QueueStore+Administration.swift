@@ -94,16 +94,10 @@ extension QueueStore {
             var isLastPage = false
             while !isLastPage {
                 let page = try pool.read { db -> [ListCursor] in
-                    let (condition, arguments) = try Self.messageCondition(for: filter, in: db)
-                    var sql = "SELECT m.arrived_at, m.id FROM message m WHERE \(condition)"
-                    var allArguments = arguments
-                    if let cursor {
-                        sql += " AND (m.arrived_at, m.id) > (?, ?)"
-                        allArguments += [cursor.arrivedAt, cursor.id]
-                    }
-                    sql += " ORDER BY m.arrived_at, m.id LIMIT ?"
-                    allArguments += [Self.actionBatchSize]
-                    return try Row.fetchAll(db, sql: sql, arguments: allArguments).map { ListCursor(arrivedAt: $0["arrived_at"], id: $0["id"]) }
+                    let (sql, arguments) = try Self.page(
+                        selecting: "m.arrived_at, m.id", matching: filter, after: cursor, limit: Self.actionBatchSize, in: db
+                    )
+                    return try Row.fetchAll(db, sql: sql, arguments: arguments).map { ListCursor(arrivedAt: $0["arrived_at"], id: $0["id"]) }
                 }
                 isLastPage = page.count < Self.actionBatchSize
                 var rest = page[...]
@@ -357,8 +351,7 @@ extension QueueStore {
         }
         let reversePath: String = message["return_path"]
         guard !statuses.isEmpty, !reversePath.isEmpty else { return nil }
-        let returnsFullMessage = (message["dsn_ret"] as String?) == MailParameters.Return.full.rawValue
-        let original = try originalText(messageID: message["id"], headersOnly: !returnsFullMessage, in: db)
+        let (original, returnsFullMessage) = try originalText(of: message, in: db)
         guard let notice = notification.make(
             reversePath: reversePath, envelopeID: message["dsn_envid"], returnsFullMessage: returnsFullMessage,
             arrivedAt: Date(unixMilliseconds: message["arrived_at"]), statuses: statuses, original: original, now: now
@@ -373,20 +366,26 @@ extension QueueStore {
         return SMTPReply(550, EnhancedStatusCode(5, 0, 0), words.isEmpty ? "Returned by the postmaster" : "Returned by the postmaster: \(words)")
     }
 
-    /// The stored message for a notification: trace headers, then the text, or only as much of a spooled
-    /// text as its header section needs.
-    func originalText(messageID: Int64, headersOnly: Bool, in db: Database) throws -> ByteBuffer {
+    /// The stored message (a `message` row) as a notification returns it, and whether that is the whole
+    /// message: trace headers, then the whole text for RET=FULL when it is at most
+    /// `SenderNotification.fullReturnLimit` (Postfix's bounce_size_limit idea), else only the header
+    /// section, read no further than it goes. The notification is stored in a transaction that arrivals
+    /// share, so nothing more is read or kept.
+    func originalText(of message: Row, in db: Database) throws -> (text: ByteBuffer, isWhole: Bool) {
+        let isWhole = (message["dsn_ret"] as String?) == MailParameters.Return.full.rawValue
+            && (message["size"] as Int) <= SenderNotification.fullReturnLimit
         guard let row = try Row.fetchOne(db, sql: """
-            SELECT c.trace_headers, c.body, m.spool_file FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
-            """, arguments: [messageID]) else { return ByteBuffer() }
+            SELECT c.trace_headers, CASE WHEN ? THEN c.body ELSE substr(c.body, 1, ?) END AS body, m.spool_file
+            FROM message m JOIN message_content c ON c.message_id = m.id WHERE m.id = ?
+            """, arguments: [isWhole, Self.headerReadLimit, message["id"] as Int64]) else { return (ByteBuffer(), isWhole) }
         var text = ByteBuffer(bytes: row["trace_headers"] as Data)
         if let fileName: String = row["spool_file"] {
             let path = spoolPath(fileName)
-            text.writeBytes(headersOnly ? try Self.readHead(ofSpoolFile: path) : try Data(contentsOf: URL(fileURLWithPath: path)))
+            text.writeBytes(isWhole ? try Data(contentsOf: URL(fileURLWithPath: path)) : try Self.readHead(ofSpoolFile: path))
         } else if let body: Data = row["body"] {
             text.writeBytes(body)
         }
-        return text
+        return (isWhole ? text : HeaderSectionScanner.headerSection(of: text), isWhole)
     }
 
     private func makeDue(_ recipients: [Row], at now: Int64, in db: Database) throws {

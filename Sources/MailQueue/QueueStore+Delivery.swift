@@ -11,7 +11,7 @@ extension QueueStore {
     /// message and domain, at most `recipientsPerJob` recipients each.
     public func claimDueWork(owner: String, now: Date, lease: Duration, limit: Int, recipientsPerJob: Int) async throws -> [DeliveryJob] {
         let nowMS = now.unixMilliseconds
-        let leaseUntil = now.addingTimeInterval(TimeInterval(lease.components.seconds)).unixMilliseconds
+        let leaseUntil = now.addingTimeInterval(lease.inSeconds).unixMilliseconds
         return try await pool.write { db in
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT r.id, r.message_id, r.address, r.domain, r.orcpt, r.notify, r.attempts
@@ -99,15 +99,18 @@ extension QueueStore {
         /// when a result has a notice.
         public var notification: SenderNotification?
         public var markDelayWarned: Date?
+        /// When the results were found: the time the record's queue changes are dated by.
+        public var recordedAt: Date
 
         public init(results: [RecipientResult], messageID: Int64, queueID: String? = nil, notification: SenderNotification? = nil,
-                    markDelayWarned: Date? = nil) {
+                    markDelayWarned: Date? = nil, recordedAt: Date = Date()) {
             precondition(notification != nil || results.allSatisfy { $0.notice == nil }, "a notice needs a SenderNotification")
             self.results = results
             self.messageID = messageID
             self.queueID = queueID
             self.notification = notification
             self.markDelayWarned = markDelayWarned
+            self.recordedAt = recordedAt
         }
     }
 
@@ -150,7 +153,7 @@ extension QueueStore {
         // An operator's delete or bounce waiting for an attempt is rare: one look per batch.
         let hasPendingActions = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_action)")) ?? false
         return try records.map { record in
-            try self.record(record, hasPendingActions: hasPendingActions, now: Date(), in: db)
+            try self.record(record, hasPendingActions: hasPendingActions, now: record.recordedAt, in: db)
         }
     }
 
@@ -248,7 +251,7 @@ extension QueueStore {
             for id in recipientIDs {
                 try statement.execute(arguments: [now.unixMilliseconds, id])
             }
-            let messages = try self.applyPendingActions(recipientIDs: recipientIDs, now: Date(), in: db)
+            let messages = try self.applyPendingActions(recipientIDs: recipientIDs, now: now, in: db)
             return try messages.compactMap { try self.removeIfFinished(messageID: $0, in: db).spoolFile }
         }
         removeSpoolFiles(spoolFiles)
@@ -266,7 +269,7 @@ extension QueueStore {
                              WHERE lease_owner IS NOT NULL AND lease_owner LIKE ? ESCAPE '\\' AND lease_owner != ?)
                 """, arguments: [now.unixMilliseconds, ownerPrefix.replacingOccurrences(of: "%", with: "\\%") + "%", currentOwner])
             let released = db.changesCount
-            let messages = try self.applyPendingActions(recipientIDs: nil, now: Date(), in: db)
+            let messages = try self.applyPendingActions(recipientIDs: nil, now: now, in: db)
             return (released, try messages.compactMap { try self.removeIfFinished(messageID: $0, in: db).spoolFile })
         }
         removeSpoolFiles(spoolFiles)

@@ -26,17 +26,26 @@ extension QueueStore {
             if let after {
                 cursor = try Self.cursor(after: after, in: db)
             }
-            let (condition, arguments) = try Self.messageCondition(for: filter, in: db)
-            var sql = "SELECT m.* FROM message m WHERE \(condition)"
-            var allArguments = arguments
-            if let cursor {
-                sql += " AND (m.arrived_at, m.id) > (?, ?)"
-                allArguments += [cursor.arrivedAt, cursor.id]
-            }
-            sql += " ORDER BY m.arrived_at, m.id LIMIT ?"
-            allArguments += [max(0, limit)]
-            return try Row.fetchAll(db, sql: sql, arguments: allArguments).map { try QueuedMessage(row: $0, db: db, now: now) }
+            let (sql, arguments) = try Self.page(selecting: "m.*", matching: filter, after: cursor, limit: max(0, limit), in: db)
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { try QueuedMessage(row: $0, db: db, now: now) }
         }
+    }
+
+    /// One keyset page of the messages matching `filter`, in the order of `message_arrival`, after
+    /// `cursor`: the query and its arguments. `columns` is a constant column list of `message m`.
+    static func page(
+        selecting columns: String, matching filter: QueueFilter, after cursor: ListCursor?, limit: Int, in db: Database
+    ) throws -> (sql: String, arguments: StatementArguments) {
+        let (condition, conditionArguments) = try messageCondition(for: filter, in: db)
+        var sql = "SELECT \(columns) FROM message m WHERE \(condition)"
+        var arguments = conditionArguments
+        if let cursor {
+            sql += " AND (m.arrived_at, m.id) > (?, ?)"
+            arguments += [cursor.arrivedAt, cursor.id]
+        }
+        sql += " ORDER BY m.arrived_at, m.id LIMIT ?"
+        arguments += [limit]
+        return (sql, arguments)
     }
 
     /// The filter's condition on messages, in the form that reads least: when its recipient conditions
@@ -80,7 +89,7 @@ extension QueueStore {
         } else {
             head = row["head"] ?? Data()
         }
-        let section = DeliveryStatusNotification.headerSection(of: ByteBuffer(bytes: head))
+        let section = HeaderSectionScanner.headerSection(of: ByteBuffer(bytes: head))
         headers.append(contentsOf: section.readableBytesView)
         return headers
     }
@@ -93,10 +102,11 @@ extension QueueStore {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         var data = Data()
-        while data.count < Self.headerReadLimit {
+        var scanner = HeaderSectionScanner()
+        while data.count < Self.headerReadLimit, !scanner.isFinished {
             guard let chunk = try handle.read(upToCount: 64 * 1024), !chunk.isEmpty else { break }
             data.append(chunk)
-            if data.range(of: Data("\r\n\r\n".utf8)) != nil || data.starts(with: Data("\r\n".utf8)) { break }
+            scanner.scan(ByteBuffer(bytes: chunk))
         }
         return data
     }

@@ -66,10 +66,7 @@ extension QueueStore {
         try db.cachedStatement(sql: "DELETE FROM pending_notice WHERE message_id = ?").execute(arguments: [messageID])
         let reversePath: String = message["return_path"]
         guard !reversePath.isEmpty else { return [] }
-        // RET=FULL returns the whole message, unless it is large (Postfix's bounce_size_limit idea).
-        let returnsFullMessage = (message["dsn_ret"] as String?) == MailParameters.Return.full.rawValue
-            && (message["size"] as Int) <= SenderNotification.fullReturnLimit
-        var original: ByteBuffer?
+        let (original, returnsFullMessage) = try originalText(of: message, in: db)
         var made: [MadeNotification] = []
         let kinds: [(RecipientDeliveryStatus.Action, DeliveryStatusNotification.Kind)] = [(.failed, .failure), (.delayed, .delay), (.relayed, .success)]
         for (action, kind) in kinds {
@@ -84,11 +81,10 @@ extension QueueStore {
                     willRetryUntilSeconds: (row["will_retry_until"] as Int64?).map { $0 / 1000 }
                 )
             }
-            if original == nil { original = try originalText(messageID: messageID, headersOnly: !returnsFullMessage, in: db) }
             let notification = SenderNotification(reportingMTA: first["reporting_mta"], lifetime: TimeInterval(first["notification_lifetime"] as Int64) / 1000)
             guard let notice = notification.make(
                 reversePath: reversePath, envelopeID: message["dsn_envid"], returnsFullMessage: returnsFullMessage,
-                arrivedAt: Date(unixMilliseconds: message["arrived_at"]), statuses: statuses, original: original!, now: now
+                arrivedAt: Date(unixMilliseconds: message["arrived_at"]), statuses: statuses, original: original, now: now
             ) else { continue }
             try insert(notice, in: db)
             made.append(MadeNotification(reportedQueueID: message["queue_id"], queueID: notice.queueID, kind: kind))

@@ -1,9 +1,8 @@
-import SMTPProtocol
 import TOMLKit
 
 extension PetrelConfiguration {
     /// Parses TOML text over the defaults. Every key must be known and every value valid; the error
-    /// names the file and the key.
+    /// names the file and the key. The keys are those of `ConfigurationSection.all`.
     public static func parse(toml text: String, file: String) throws -> PetrelConfiguration {
         let root: TOMLTable
         do {
@@ -13,172 +12,26 @@ extension PetrelConfiguration {
         }
         var configuration = PetrelConfiguration()
         var reader = TableReader(table: root, path: "", file: file)
-        try reader.string("hostname") { value in
-            guard !value.isEmpty, !value.contains(" ") else { return nil }
-            configuration.hostname = value
-            return ()
-        }
-        try reader.table("inbound") { inbound in
-            try inbound.list("listen") { values in
-                let addresses = values.compactMap(ListenAddress.init)
-                guard addresses.count == values.count, !addresses.isEmpty else { return nil }
-                configuration.inbound.listen = addresses
-                return ()
+        for section in ConfigurationSection.all {
+            if section.name.isEmpty {
+                try section.read(&reader, into: &configuration)
+            } else if let entries = section.entries {
+                try reader.anyTable(section.name) { key, value in entries.read(key, value, &configuration) }
+            } else {
+                try reader.table(section.name) { table in try section.read(&table, into: &configuration) }
             }
-            try inbound.size("max_message_size") { configuration.inbound.maxMessageSize = $0 }
-            try inbound.positiveInteger("max_recipients") { configuration.inbound.maxRecipients = $0 }
-            try inbound.positiveInteger("max_connections") { configuration.inbound.maxConnections = $0 }
-            try inbound.positiveInteger("max_connections_per_client") { configuration.inbound.maxConnectionsPerClient = $0 }
-            try inbound.duration("command_timeout", allowZero: false) { configuration.inbound.commandTimeout = $0 }
-            try inbound.duration("data_timeout", allowZero: false) { configuration.inbound.dataTimeout = $0 }
-            try inbound.positiveInteger("max_received_headers") { configuration.inbound.maxReceivedHeaders = $0 }
-            try inbound.string("bare_line_endings") { value in
-                guard let policy = DataDecoder.LineEndingPolicy(rawValue: value) else { return nil }
-                configuration.inbound.bareLineEndings = policy
-                return ()
-            }
-            try inbound.list("submission_listen") { values in
-                let addresses = values.compactMap(ListenAddress.init)
-                guard addresses.count == values.count else { return nil }
-                configuration.inbound.submissionListen = addresses
-                return ()
-            }
-            try inbound.list("submissions_listen") { values in
-                let addresses = values.compactMap(ListenAddress.init)
-                guard addresses.count == values.count else { return nil }
-                configuration.inbound.submissionsListen = addresses
-                return ()
-            }
-        }
-        try reader.table("access") { access in
-            try access.list("client_networks") { values in
-                guard let list = networks(values) else { return nil }
-                configuration.access.clientNetworks = list
-                return ()
-            }
-            try access.list("relay_networks") { values in
-                guard let list = networks(values) else { return nil }
-                configuration.access.relayNetworks = list
-                return ()
-            }
-            try access.list("relay_domains") { values in
-                guard values.allSatisfy({ !$0.isEmpty && !$0.contains("@") && !$0.contains(" ") }) else { return nil }
-                configuration.access.relayDomains = values.map { $0.lowercased() }
-                return ()
-            }
-        }
-        try reader.table("queue") { queue in
-            try queue.string("path") { value in
-                guard !value.isEmpty else { return nil }
-                configuration.queue.path = value
-                return ()
-            }
-        }
-        try reader.table("delivery") { delivery in
-            try delivery.positiveInteger("workers") { configuration.delivery.workers = $0 }
-            try delivery.positiveInteger("max_connections_per_domain") { configuration.delivery.maxConnectionsPerDomain = $0 }
-            try delivery.positiveInteger("max_recipients_per_transaction") { configuration.delivery.maxRecipientsPerTransaction = $0 }
-            try delivery.list("dns_servers") { values in
-                guard values.allSatisfy({ HostPort($0, defaultPort: 53).map { IPAddress($0.host) != nil } ?? false }) else { return nil }
-                configuration.delivery.dnsServers = values
-                return ()
-            }
-            try delivery.positiveInteger("mx_port") { port in configuration.delivery.mxPort = min(port, 65535) }
-            try delivery.string("smarthost") { value in
-                if value.isEmpty {
-                    configuration.delivery.smarthost = nil
-                    return ()
-                }
-                guard let hop = HostPort(value, defaultPort: 25) else { return nil }
-                configuration.delivery.smarthost = hop
-                return ()
-            }
-            try delivery.duration("retry_min", allowZero: false) { configuration.delivery.retryMin = $0 }
-            try delivery.duration("retry_max", allowZero: false) { configuration.delivery.retryMax = $0 }
-            try delivery.duration("max_queue_lifetime", allowZero: false) { configuration.delivery.maxQueueLifetime = $0 }
-            try delivery.duration("delay_warning", allowZero: true) { configuration.delivery.delayWarning = $0 }
-            try delivery.duration("connect_timeout", allowZero: false) { configuration.delivery.connectTimeout = $0 }
-            try delivery.duration("command_timeout", allowZero: false) { configuration.delivery.commandTimeout = $0 }
-            try delivery.duration("data_timeout", allowZero: false) { configuration.delivery.dataTimeout = $0 }
-            try delivery.string("tls") { value in
-                guard let policy = TLSPolicy(rawValue: value) else { return nil }
-                configuration.delivery.tls = policy
-                return ()
-            }
-            try delivery.string("smarthost_tls") { value in
-                guard let policy = TLSPolicy(rawValue: value) else { return nil }
-                configuration.delivery.smarthostTLS = policy
-                return ()
-            }
-            try delivery.string("smarthost_user") { value in
-                configuration.delivery.smarthostUser = value.isEmpty ? nil : value
-                return ()
-            }
-            try delivery.string("smarthost_password_file") { value in
-                configuration.delivery.smarthostPasswordFile = value.isEmpty ? nil : value
-                return ()
-            }
-            try delivery.string("tls_ca_file") { value in
-                configuration.delivery.tlsCAFile = value.isEmpty ? nil : value
-                return ()
-            }
-            if configuration.delivery.retryMax < configuration.delivery.retryMin {
-                throw delivery.error("retry_max", "must not be shorter than retry_min")
-            }
-        }
-        try reader.table("tls") { tls in
-            try tls.string("certificate") { value in
-                configuration.tls.certificate = value.isEmpty ? nil : value
-                return ()
-            }
-            try tls.string("key") { value in
-                configuration.tls.key = value.isEmpty ? nil : value
-                return ()
-            }
-            if (configuration.tls.certificate == nil) != (configuration.tls.key == nil) {
-                throw tls.error(configuration.tls.certificate == nil ? "certificate" : "key", "certificate and key must be given together")
-            }
-        }
-        try reader.table("auth") { auth in
-            try auth.string("users_file") { value in
-                guard !value.isEmpty else { return nil }
-                configuration.auth.usersFile = value
-                return ()
-            }
-        }
-        try reader.table("metrics") { metrics in
-            try metrics.string("listen") { value in
-                if value.isEmpty {
-                    configuration.metrics.listen = nil
-                    return ()
-                }
-                guard let address = ListenAddress(value) else { return nil }
-                configuration.metrics.listen = address
-                return ()
-            }
-        }
-        try reader.table("log") { log in
-            try log.string("format") { value in
-                guard let format = Log.Format(rawValue: value) else { return nil }
-                configuration.log.format = format
-                return ()
-            }
-        }
-        try reader.anyTable("routes") { key, value in
-            let domain = key.lowercased()
-            guard !domain.isEmpty, !domain.contains("@"), let text = value.string, let hop = HostPort(text, defaultPort: 25) else {
-                return false
-            }
-            configuration.routes[domain] = hop
-            return true
         }
         try reader.finish()
         return configuration
     }
+}
 
-    private static func networks(_ values: [String]) -> NetworkList? {
-        let blocks = values.compactMap(CIDRBlock.init)
-        return blocks.count == values.count ? NetworkList(blocks) : nil
+extension ConfigurationSection {
+    func read(_ reader: inout TableReader, into configuration: inout PetrelConfiguration) throws {
+        for key in keys {
+            try key.read(&reader, &configuration)
+        }
+        try check(reader, configuration)
     }
 }
 

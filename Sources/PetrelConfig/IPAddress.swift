@@ -79,30 +79,3 @@ public struct NetworkList: Hashable, Sendable {
         blocks.contains { $0.contains(address) }
     }
 }
-
-/// A listen address, `ip:port`, with IPv6 in brackets (`[::1]:2525`).
-public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init?(_ text: String) {
-        let host: Substring
-        let port: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            port = text[text.index(close, offsetBy: 2)...]
-            guard let address = IPAddress(String(host)), !address.isIPv4 else { return nil }
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            port = text[text.index(after: colon)...]
-            guard let address = IPAddress(String(host)), address.isIPv4 else { return nil }
-        }
-        guard port.allSatisfy({ $0.isASCII && $0.isNumber }), let number = Int(port), (0...65535).contains(number) else { return nil }
-        self.host = String(host)
-        self.port = number
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}

@@ -26,7 +26,6 @@ public struct PetrelConfiguration: Sendable, Equatable {
         /// PEM certificate chain; with `key`, STARTTLS is offered.
         public var certificate: String?
         public var key: String?
-        public var isConfigured: Bool { certificate != nil && key != nil }
     }
 
     public struct Auth: Sendable, Equatable {
@@ -63,48 +62,11 @@ public struct PetrelConfiguration: Sendable, Equatable {
         public var path = "petrel-data/queue.sqlite"
     }
 
-    /// A next hop given as `host:port`: a name or an IP address (IPv6 in brackets).
-    public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
-        public var host: String
-        public var port: Int
-
-        public init(host: String, port: Int) {
-            self.host = host
-            self.port = port
-        }
-
-        public init?(_ text: String, defaultPort: Int? = nil) {
-            if let address = ListenAddress(text) {
-                self.init(host: address.host, port: address.port)
-                return
-            }
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            let host: Substring
-            let port: Int
-            if parts.count == 2, let number = Int(parts[1]), (1...65535).contains(number) {
-                host = parts[0]
-                port = number
-            } else if parts.count == 1, let defaultPort {
-                host = parts[0]
-                port = defaultPort
-            } else if let defaultPort, IPAddress(text) != nil {
-                self.init(host: text, port: defaultPort)
-                return
-            } else {
-                return nil
-            }
-            guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else { return nil }
-            self.init(host: String(host).lowercased(), port: port)
-        }
-
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
-
     public struct Delivery: Sendable, Equatable {
         public var workers = 64
         public var maxConnectionsPerDomain = 20
         public var maxRecipientsPerTransaction = 50
-        /// `ip` or `ip:port`; empty means the system's /etc/resolv.conf.
+        /// `ip` or `ip:port` (`HostPort(nameServer:)`); empty means the system's /etc/resolv.conf.
         public var dnsServers: [String] = []
         public var mxPort = 25
         public var smarthost: HostPort?

@@ -42,4 +42,11 @@ public enum ValueFormats {
         if seconds % 60 == 0 { return "\(seconds / 60)m" }
         return "\(seconds)s"
     }
+
+    /// Formats a size the way the file writes it: `25MB`, `512KB`, or octets.
+    public static func format(size: Int) -> String {
+        if size > 0, size % (1024 * 1024) == 0 { return "\(size / (1024 * 1024))MB" }
+        if size > 0, size % 1024 == 0 { return "\(size / 1024)KB" }
+        return "\(size)"
+    }
 }

@@ -7,7 +7,7 @@ import PetrelConfig
 /// `petrel config …`
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "config", abstract: "Check the configuration.", subcommands: [Check.self]
+        commandName: "config", abstract: "Check the configuration, or print its reference.", subcommands: [Check.self, Reference.self]
     )
 
     struct Check: AsyncParsableCommand {
@@ -27,6 +27,16 @@ struct ConfigCommand: AsyncParsableCommand {
             } else {
                 Swift.print("\(configuration.sourceFile ?? "(defaults)"): ok")
             }
+        }
+    }
+
+    struct Reference: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print every configuration key with its default and what it does (the README's table)."
+        )
+
+        func run() {
+            Swift.print(PetrelConfiguration.reference, terminator: "")
         }
     }
 }

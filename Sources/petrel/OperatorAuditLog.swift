@@ -1,3 +1,4 @@
+import LogEvents
 import Logging
 import MailQueue
 import ServiceLifecycle
@@ -28,20 +29,12 @@ struct OperatorAuditLog: Service {
     private func logWaitingEntries() async {
         do {
             try await store.logOperatorAudit { entry in
-                logger.notice("\(entry.logLine)", metadata: LogOutput.format == .json ? fields(entry) : nil)
+                logger.log(.notice, .operatorAction(entry))
             }
         } catch where Task.isCancelled {
             // Shutdown: the entries stay for the last look, or the next start.
         } catch {
             logger.warning("cannot read the operator's actions from the queue; they are logged later", metadata: ["error": "\(error)"])
         }
-    }
-
-    /// The JSON fields; the human line says the same in words.
-    private func fields(_ entry: OperatorAuditEntry) -> Logger.Metadata {
-        var fields: Logger.Metadata = ["action": "\(entry.action)", "operator": "\(entry.operatorName)"]
-        if let reason = entry.reason { fields["reason"] = "\(reason)" }
-        if !entry.recipients.isEmpty { fields["recipients"] = .array(entry.recipients.map { "\($0)" }) }
-        return fields
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LogEvents
 import Logging
 import NIOConcurrencyHelpers
 import PetrelConfig
@@ -34,9 +35,11 @@ struct PetrelLogHandler: LogHandler {
         if let error = event.error, fields["error"] == nil {
             fields["error"] = "\(error)"
         }
+        let relayEvent = fields.relayEvent
+        if relayEvent != nil { fields[RelayEvent.metadataKey] = nil }
         let record = LogRecord(
             timestamp: LogTimestamp.now(), level: event.level, label: label, source: event.source,
-            message: event.message.description, metadata: fields
+            message: event.message.description, event: relayEvent, metadata: fields
         )
         let line: String
         switch LogOutput.format {
@@ -53,7 +56,10 @@ struct LogRecord {
     var level: Logger.Level
     var label: String
     var source: String
+    /// The message as logged; a relay event's line is rendered from `event` instead.
     var message: String
+    /// The relay event the call carried: both formats render it, each in its own way.
+    var event: RelayEvent?
     var metadata: Logger.Metadata
 
     /// The metadata as `key`/text pairs sorted by key: a nested dictionary becomes `key.inner`, a list its

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MailQueue
 import PetrelConfig
+import SMTPProtocol
 
 /// `petrel queue hold|release|retry|delete|bounce`: actions on messages named by queue id or chosen by a
 /// filter. Each prints one line per message saying what it did (`--json`: one object per message).
@@ -175,7 +176,7 @@ enum QueueActionCommand {
             try QueueActionCommand.run({ configuration in
                 .bounce(reason: reason, notification: SenderNotification(
                     reportingMTA: configuration.hostname,
-                    lifetime: TimeInterval(configuration.delivery.maxQueueLifetime.components.seconds)
+                    lifetime: configuration.delivery.maxQueueLifetime.inSeconds
                 ))
             }, target: target, options: options)
         }

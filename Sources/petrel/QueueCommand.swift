@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MailQueue
 import PetrelConfig
+import SMTPProtocol
 
 /// `petrel queue …`: the operator's view of the queue and actions on it, while the server runs or not.
 ///
@@ -151,7 +152,7 @@ struct QueueFilterOptions: ParsableArguments {
         filter.sender = sender
         filter.recipient = recipient
         if let olderThan, let duration = ValueFormats.parseDuration(olderThan) {
-            filter.arrivedBefore = now.addingTimeInterval(-TimeInterval(duration.components.seconds))
+            filter.arrivedBefore = now.addingTimeInterval(-duration.inSeconds)
         }
         return filter
     }

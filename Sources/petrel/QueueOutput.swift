@@ -1,5 +1,6 @@
 import Foundation
 import MailQueue
+import SMTPProtocol
 
 /// How queue contents are printed: tables and details for people, a stable JSON shape for scripts.
 enum QueueOutput {
@@ -18,7 +19,7 @@ enum QueueOutput {
     }
 
     static func timestamp(_ date: Date) -> String {
-        ISO8601DateFormatter().string(from: date)
+        InternetDate.rfc3339(secondsSince1970: Int64(date.timeIntervalSince1970.rounded(.down)))
     }
 
     /// `queue show --json`: the message's keys, plus its headers and (with `--body`) its whole text.
@@ -42,7 +43,6 @@ enum QueueOutput {
     /// One line per message: queue id, arrival, size, next attempt, sender and recipients with their
     /// state, and the last error cut short.
     static func table(_ messages: [QueuedMessage], limit: Int) -> String {
-        let formatter = ISO8601DateFormatter()
         var lines = ["QUEUE ID        ARRIVED                   SIZE  NEXT ATTEMPT          SENDER -> RECIPIENTS (STATE)  LAST ERROR"]
         for message in messages {
             let size = String(message.size)
@@ -53,13 +53,13 @@ enum QueueOutput {
             } else if pending.contains(where: \.isInDelivery) {
                 next = "in delivery"
             } else if let due = pending.map(\.nextAttemptAt).min() {
-                next = formatter.string(from: due)
+                next = timestamp(due)
             } else {
                 next = "-"
             }
             var shown = message.recipients.prefix(3).map { "<\($0.address)> \($0.state)" }.joined(separator: ", ")
             if message.recipients.count > 3 { shown += " +\(message.recipients.count - 3) more" }
-            var line = "\(message.queueID)  \(formatter.string(from: message.arrivedAt))  "
+            var line = "\(message.queueID)  \(timestamp(message.arrivedAt))  "
                 + String(repeating: " ", count: max(0, 8 - size.count)) + size + "  "
                 + next.padding(toLength: max(next.count, 20), withPad: " ", startingAt: 0) + "  "
                 + "<\(message.sender)> -> \(shown)"

@@ -9,7 +9,7 @@ struct DNSCacheTests {
     }
 
     @Test func keepsAnAnswerForItsTimeToLiveOnly() {
-        let clock = ManualClock()
+        let clock = TestClock()
         let cache = DNSCache(capacity: 10, now: clock.nowFunction)
         cache.store(.addresses(["192.0.2.1"]), for: Self.key("a.test"), timeToLive: .seconds(30))
         #expect(cache.answer(for: Self.key("a.test")) == .addresses(["192.0.2.1"]))
@@ -35,7 +35,7 @@ struct DNSCacheTests {
     }
 
     @Test func staysWithinItsCapacityDroppingExpiredEntriesFirst() {
-        let clock = ManualClock()
+        let clock = TestClock()
         let cache = DNSCache(capacity: 10, now: clock.nowFunction)
         for index in 0..<5 {
             cache.store(.nonexistentDomain, for: Self.key("short\(index).test"), timeToLive: .seconds(10))
@@ -54,7 +54,7 @@ struct DNSCacheTests {
     }
 
     @Test func whenFullOfLiveEntriesEvictsThoseClosestToExpiring() {
-        let clock = ManualClock()
+        let clock = TestClock()
         let cache = DNSCache(capacity: 10, now: clock.nowFunction)
         for index in 0..<10 {
             cache.store(.noRecords, for: Self.key("n\(index).test"), timeToLive: .seconds(100 + index))

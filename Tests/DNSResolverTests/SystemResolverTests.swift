@@ -27,7 +27,7 @@ struct SystemResolverTests {
     /// A fresh server and a resolver with short timeouts, for one test.
     static func setUp(
         ttl: Int = 300,
-        clock: ManualClock = ManualClock()
+        clock: TestClock = TestClock()
     ) throws -> (DNSTestServer, SystemResolver) {
         let server = try DNSTestServer(records: records, ttl: ttl)
         let resolver = try SystemResolver(servers: [server.address], timeout: .seconds(1), attempts: 1, now: clock.nowFunction)
@@ -235,7 +235,7 @@ struct SystemResolverTests {
     // MARK: - Cache
 
     @Test func answersAreCachedForTheirTTL() async throws {
-        let clock = ManualClock()
+        let clock = TestClock()
         let (server, resolver) = try Self.setUp(ttl: 300, clock: clock)
         let first = try await resolver.mailExchangers(for: "example.test")
         let firstAddresses = try await resolver.addresses(of: "both.test")
@@ -256,7 +256,7 @@ struct SystemResolverTests {
     }
 
     @Test func negativeAnswersAreCachedBriefly() async throws {
-        let clock = ManualClock()
+        let clock = TestClock()
         let (server, resolver) = try Self.setUp(clock: clock)
         #expect(try await resolver.mailExchangers(for: "nope.test") == .nonexistentDomain)
         #expect(try await resolver.mailExchangers(for: "nomx.test") == .noRecords)

@@ -10,10 +10,15 @@ import ServiceLifecycle
 @testable import Delivery
 
 /// A queue, a real DNS server and the delivery engine running in a `ServiceGroup`, for end-to-end tests.
+///
+/// The engine runs on ``clock``: its timers fire and its dates move only when a test advances it (a retry,
+/// an expiry), and ``waitUntil(_:timeout:_:)`` looks again each time the engine has written results.
 struct DeliveryHarness {
     let store: QueueStore
     let committer: GroupCommitter
     let directory: String
+    let clock: TestClock
+    let recordings: EventCount
     /// The committer and the scheduler; a test may shut it down early.
     let serviceGroup: ServiceGroup
 
@@ -46,9 +51,15 @@ struct DeliveryHarness {
         settings.idlePoll = .milliseconds(200)
         let resolver = try SystemResolver(servers: configuration.delivery.dnsServers, timeout: .seconds(1), attempts: 1)
         let committer = GroupCommitter(store: store, logger: logger)
-        let scheduler = DeliveryScheduler(store: store, committer: committer, settings: settings, resolver: resolver, logger: logger)
+        let clock = TestClock()
+        let recordings = EventCount()
+        let scheduler = DeliveryScheduler(
+            store: store, committer: committer, settings: settings, resolver: resolver, logger: logger,
+            clock: clock, wallTime: clock.wallTime, afterRecording: recordings.signal
+        )
         let group = ServiceGroup(services: [committer, scheduler], logger: logger)
-        let harness = DeliveryHarness(store: store, committer: committer, directory: directory, serviceGroup: group)
+        let harness = DeliveryHarness(store: store, committer: committer, directory: directory, clock: clock, recordings: recordings,
+                                      serviceGroup: group)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
@@ -104,20 +115,43 @@ struct DeliveryHarness {
         let message = IncomingMessage(
             queueID: queueID, envelope: envelope, traceHeaders: ByteBuffer(string: "Received: from client.test\r\n"),
             content: content, contentSize: text.utf8.count,
-            arrivedAt: Date(), expiresAt: Date().addingTimeInterval(3600)
+            arrivedAt: clock.date, expiresAt: clock.date.addingTimeInterval(Self.queueLifetime)
         )
         try await committer.enqueue(message)
         return queueID
     }
 
-    /// Polls until `condition` holds, or fails after `timeout`.
+    /// Moves the engine's clock forward once its feeder sleeps on it (the only task that does): a move
+    /// while the feeder looks at the queue would be lost, its next sleep starting from the moved time.
+    func advance(by duration: Duration) async {
+        await clock.waitForSleeper()
+        clock.advance(by: duration)
+    }
+
+    /// How long an enqueued message may stay in the queue.
+    static let queueLifetime: TimeInterval = 3600
+
+    /// Returns once `condition` holds, looking again after each write of results by the engine; fails
+    /// after `timeout` of real time (a bound for a broken test, not a timer the test waits for).
     func waitUntil(_ what: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(50))
+        let recordings = self.recordings
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // The bound: one more signal at the deadline, so that the loop looks a last time and gives up.
+            group.addTask {
+                do {
+                    try await Task.sleep(until: deadline)
+                    recordings.signal()
+                } catch {}  // the condition held first
+            }
+            defer { group.cancelAll() }
+            while true {
+                let seen = recordings.count
+                if try await condition() { return }
+                guard ContinuousClock.now < deadline else { throw HarnessTimeout(what: what) }
+                await recordings.wait(after: seen)
+            }
         }
-        throw HarnessTimeout(what: what)
     }
 }
 

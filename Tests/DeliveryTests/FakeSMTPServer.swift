@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PetrelTestSupport
 import SMTPProtocol
 
 /// A destination SMTP server for tests, on a real loopback address, scripted per test: it can refuse a
@@ -28,6 +29,10 @@ final class FakeSMTPServer: Sendable {
     private let script: Script
     private let state = NIOLockedValueBox(State())
     private let channel: any Channel
+    /// Counts the connections that have ended.
+    let endedConnections = EventCount()
+    /// Counts the messages received (signalled when the final dot arrives, before the reply).
+    let receivedMessages = EventCount()
 
     private struct State {
         var messages: [Message] = []
@@ -46,11 +51,12 @@ final class FakeSMTPServer: Sendable {
         self.host = host
         self.script = script
         let state = self.state
+        let ended = self.endedConnections, received = self.receivedMessages
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Conversation(script: script, state: state))
+                    try channel.pipeline.syncOperations.addHandler(Conversation(script: script, state: state, ended: ended, received: received))
                 }
             }
             .bind(host: host, port: port).get()
@@ -70,6 +76,8 @@ final class FakeSMTPServer: Sendable {
 
         private let script: Script
         private let state: NIOLockedValueBox<State>
+        private let ended: EventCount
+        private let received: EventCount
         private var input = ByteBuffer()
         private var framer = CommandLineFramer()
         private var decoder: DataDecoder?
@@ -77,9 +85,11 @@ final class FakeSMTPServer: Sendable {
         private var mailFrom = ""
         private var recipients: [String] = []
 
-        init(script: Script, state: NIOLockedValueBox<State>) {
+        init(script: Script, state: NIOLockedValueBox<State>, ended: EventCount, received: EventCount) {
             self.script = script
             self.state = state
+            self.ended = ended
+            self.received = received
         }
 
         private func say(_ text: String, context: ChannelHandlerContext) {
@@ -90,6 +100,11 @@ final class FakeSMTPServer: Sendable {
             state.withLockedValue { $0.connections += 1 }
             say(script.greeting, context: context)
             if !script.greeting.hasPrefix("220") { context.close(promise: nil) }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            ended.signal()
+            context.fireChannelInactive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -106,6 +121,7 @@ final class FakeSMTPServer: Sendable {
                         state.messages.append(message)
                         return state.messages.count
                     }
+                    received.signal()
                     let reply = script.dataReply(number)
                     if script.dataReplyDelay > .zero {
                         context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(script.dataReplyDelay)) {

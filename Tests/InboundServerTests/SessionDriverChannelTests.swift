@@ -20,19 +20,26 @@ struct SessionDriverChannelTests {
         "250 2.0.0 Ok: queued as ID", "250 2.0.0 Ok", "221 2.0.0 Bye",
     ]
 
-    /// Runs one conversation through the pipeline and returns the reply lines, queue ids replaced by `ID`.
-    static func converse(_ pieces: [ByteBuffer], committer: GroupCommitter, settings: InboundSettings) async throws -> [String] {
-        let channel = NIOAsyncTestingChannel()
+    /// The driver of a connection from 127.0.0.1 on `channel`, whose gate times out after `timeout`, as the
+    /// server sets it up (its clock moves only with `advanceTime`).
+    static func driver(on channel: NIOAsyncTestingChannel, timeout: TimeAmount, committer: GroupCommitter,
+                       settings: InboundSettings) async throws -> SessionDriver {
         let connection = try await channel.testingEventLoop.executeInContext {
-            let gate = ConnectionGate(timeout: .minutes(5))
+            let gate = ConnectionGate(timeout: timeout)
             try channel.pipeline.syncOperations.addHandler(gate)
             let asyncChannel = try NIOAsyncChannel<ConnectionEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
             return AcceptedConnection(channel: asyncChannel, gate: NIOLoopBound(gate, eventLoop: channel.eventLoop),
                                       listener: .relay, tlsContext: nil)
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2525))
-        let driver = SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, clientName: ClientName(), settings: settings, listener: .relay,
-                                   committer: committer, authenticator: nil, tlsContext: nil, logger: Logger(label: "test"))
+        return SessionDriver(connection: connection, client: IPAddress("127.0.0.1")!, clientName: ClientName(), settings: settings, listener: .relay,
+                             committer: committer, authenticator: nil, tlsContext: nil, logger: Logger(label: "test"))
+    }
+
+    /// Runs one conversation through the pipeline and returns the reply lines, queue ids replaced by `ID`.
+    static func converse(_ pieces: [ByteBuffer], committer: GroupCommitter, settings: InboundSettings) async throws -> [String] {
+        let channel = NIOAsyncTestingChannel()
+        let driver = try await Self.driver(on: channel, timeout: .minutes(5), committer: committer, settings: settings)
         async let run: Void = driver.run()
         for piece in pieces {
             try await channel.writeInbound(piece)
@@ -73,5 +80,26 @@ struct SessionDriverChannelTests {
         #expect(try store.messageCount() == fragmentations.count)
         let texts = try store.listMessages(limit: 1).map { String(decoding: try store.content(queueID: $0.queueID)!, as: UTF8.self) }
         #expect(texts.allSatisfy { $0.hasSuffix("\r\nSubject: t\r\n\r\n.dot\r\nbody\r\n") })
+    }
+
+    /// A client silent for the command timeout is told so and the session ends; a moment less is not enough.
+    @Test func aSilentClientTimesOut() async throws {
+        let directory = NSTemporaryDirectory() + "petrel-driver-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try QueueStore.open(path: directory + "/queue.sqlite")
+        var configuration = PetrelConfiguration()
+        configuration.hostname = "relay.test"
+        configuration.inbound.commandTimeout = .seconds(300)
+        let settings = InboundSettings(configuration)
+        let channel = NIOAsyncTestingChannel()
+        let driver = try await Self.driver(on: channel, timeout: TimeAmount(settings.commandTimeout),
+                                           committer: GroupCommitter(store: store, logger: Logger(label: "test")), settings: settings)
+        async let run: Void = driver.run()
+        #expect(try await channel.waitForOutboundWrite(as: ByteBuffer.self) == ByteBuffer(string: "220 relay.test ESMTP\r\n"))
+        await channel.testingEventLoop.advanceTime(by: .seconds(300) - .milliseconds(1))
+        #expect(try await channel.readOutbound(as: ByteBuffer.self) == nil)
+        await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
+        try await run
+        #expect(try await channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "421 4.4.2 relay.test Error: timeout exceeded\r\n"))
     }
 }

@@ -22,6 +22,12 @@ HUMAN_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) (trace|
 # Replies with commas, `=` and parentheses inside, which the field parser must keep whole.
 DATA_REPLY = "250 2.0.0 Ok: queued as 4F2A (id=7, size=3)"
 UNKNOWN_USER_REPLY = "550 5.1.1 <nobody@dest.test>: Recipient address rejected (user unknown, see https://x.test/?a=b)"
+# A reply that tries to close the parentheses, add fields and, with a bare CR (a line break to many readers),
+# start a line of its own. The log is rendered from typed events: none of it becomes a field or a line.
+HOSTILE_REPLY = ("550 5.7.1 <hostile@dest.test>: no), status=sent, relay=evil (x"
+                 "\r2025-01-01T00:00:00.000Z info petrel: [Delivery] 65SHN2V1Q8K0TZ: to=<forged@x.test>, status=sent (, injected=1")
+HOSTILE_REPLY_IN_HUMAN_LINE = ("(550 5.7.1 <hostile@dest.test>: no\\), status=sent, relay=evil \\(x"
+                               "\\x0D2025-01-01T00:00:00.000Z info petrel: [Delivery] 65SHN2V1Q8K0TZ: to=<forged@x.test>, status=sent \\(, injected=1)")
 
 
 class TinySink:
@@ -93,6 +99,8 @@ class TinySink:
                     address = line.decode().split(":", 1)[1].strip().split(">")[0].lstrip("<")
                     if address == "nobody@dest.test":
                         reply(UNKNOWN_USER_REPLY)
+                    elif address == "hostile@dest.test":
+                        reply(HOSTILE_REPLY)
                     else:
                         recipients.append(address)
                         reply("250 2.1.5 Ok")
@@ -167,8 +175,8 @@ def test_json_logs_are_one_object_per_line_with_message_fields(petrel_server, si
     # Concurrent sessions and deliveries log from many threads at once: no line may be cut or mixed.
     with ThreadPoolExecutor(max_workers=10) as pool:
         queue_ids = list(pool.map(lambda n: send(server, ["ok@dest.test"], f"concurrent {n}"), range(20)))
-    mixed = send(server, ["ok@dest.test", "nobody@dest.test"], "one good, one unknown")
-    wait_for_log(server, lambda text: text.count('"status":"sent"') >= 21 and '"status":"bounced"' in text)
+    mixed = send(server, ["ok@dest.test", "nobody@dest.test", "hostile@dest.test"], "one good, one unknown, one hostile")
+    wait_for_log(server, lambda text: text.count('"status":"sent"') >= 21 and text.count('"status":"bounced"') >= 2)
     assert server.stop() == 0
 
     records = json_lines(server.log_text())
@@ -206,6 +214,15 @@ def test_json_logs_are_one_object_per_line_with_message_fields(petrel_server, si
     assert bounced["dsn"] == "5.1.1"
     assert bounced["reply"] == UNKNOWN_USER_REPLY
 
+    # The hostile reply is one plain string: no field of its own, nothing changed around it.
+    hostile = find(mixed, to="hostile@dest.test")
+    assert hostile["status"] == "bounced" and hostile["dsn"] == "5.7.1", hostile
+    assert hostile["reply"] == HOSTILE_REPLY
+    assert str(sink.port) in hostile["relay"]
+    assert "injected" not in hostile and "meta.status" not in hostile, hostile
+    assert not [r for r in records if r.get("to") == "forged@x.test" or r.get("queue_id") == "65SHN2V1Q8K0TZ"]
+    assert hostile["msg"].endswith(HOSTILE_REPLY_IN_HUMAN_LINE), hostile["msg"]
+
     assert sorted(len(message) for message in sink.messages).count(1) >= 21
 
 
@@ -241,6 +258,26 @@ def test_human_logs_tell_a_message_story_by_queue_id(petrel_server, sink):
     delivered = [index for index, line in enumerate(story) if "to=<ok@dest.test>" in line and "status=sent" in line]
     assert delivered and delivered[0] > 0, story
     assert f"dsn=2.0.0, status=sent ({DATA_REPLY})" in story[delivered[0]]
+
+
+def test_human_logs_escape_a_hostile_reply(petrel_server, sink):
+    """Remote text can neither start a line (a bare CR is written \\x0D) nor close its parentheses to add
+    fields (an unpaired parenthesis is written with a backslash), so grep finds no forged status."""
+    server = petrel_server({"delivery": {"smarthost": f"127.0.0.1:{sink.port}", "smarthost_tls": "none"}})
+    queue_id = send(server, ["hostile@dest.test"])
+    wait_for_log(server, lambda text: "status=bounced" in text)
+    assert server.stop() == 0
+
+    text = server.log_text()
+    assert "\r" not in text
+    lines = text.splitlines()
+    for line in lines:
+        assert HUMAN_LINE.match(line), f"not a human log line: {line!r}"
+    [bounced] = [line for line in lines if f"{queue_id}: to=<hostile@dest.test>" in line]
+    assert ", dsn=5.7.1, status=bounced " + HOSTILE_REPLY_IN_HUMAN_LINE in bounced, bounced
+    assert bounced.endswith(HOSTILE_REPLY_IN_HUMAN_LINE), bounced
+    assert len([line for line in lines if "forged@x.test" in line]) == 1
+    assert not [line for line in lines if queue_id in line and "status=sent" in line.split(" (", 1)[0]]
 
 
 @pytest.mark.skipif(find_dnsmasq() is None, reason="dnsmasq is not installed (scripts/install-test-deps)")

@@ -545,6 +545,30 @@ struct QueueAdministrationTests {
         #expect(try queue.store.storedHeaders(queueID: "0000000000ZZZZ") == nil)
     }
 
+    /// A notification returns, and reads, only what it shows: the header section for RET=HDRS, and for
+    /// RET=FULL over `fullReturnLimit`; the whole text for RET=FULL within it.
+    @Test(arguments: [false, true])
+    func notificationsReadOnlyWhatTheyReturn(spooled: Bool) throws {
+        let queue = try Fixture()
+        defer { queue.remove() }
+        let body = "Subject: s\r\n\r\nbody line\r\n"
+        let headers = "Received: from client\r\nSubject: s\r\n\r\n"
+        func original(_ queueID: String, size: Int? = nil) throws -> (String, Bool) {
+            try queue.store.pool.write { db in
+                if let size { try db.execute(sql: "UPDATE message SET size = ? WHERE queue_id = ?", arguments: [size, queueID]) }
+                let message = try #require(try Row.fetchOne(db, sql: "SELECT * FROM message WHERE queue_id = ?", arguments: [queueID]))
+                let (text, isWhole) = try queue.store.originalText(of: message, in: db)
+                return (String(buffer: text), isWhole)
+            }
+        }
+        let headersOnly = try queue.add(dsnReturn: .headers, body: body, spooled: spooled)
+        #expect(try original(headersOnly) == (headers, false))
+        let full = try queue.add(dsnReturn: .full, body: body, spooled: spooled)
+        #expect(try original(full) == (headers + "body line\r\n", true))
+        let large = try queue.add(dsnReturn: .full, body: body, spooled: spooled)
+        #expect(try original(large, size: SenderNotification.fullReturnLimit + 1) == (headers, false))
+    }
+
     // MARK: - stats
 
     @Test func statisticsCountByStateAndNameTheTopProblems() throws {

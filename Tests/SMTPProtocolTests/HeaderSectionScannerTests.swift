@@ -21,4 +21,15 @@ struct HeaderSectionScannerTests {
         #expect(scanner.hasMessageID)
         #expect(!scanner.hasDate)
     }
+
+    @Test func endsLinesAtCRLFOnlyAndMeasuresTheSection() {
+        let text = "Received: a\r\nX: 1\n\nReceived: b\r\r\n\r\nbody\r\n"
+        for pieces in Fragmentation.all(Array(text.utf8)) {
+            var scanner = HeaderSectionScanner()
+            for piece in pieces { scanner.scan(piece) }
+            #expect(scanner.receivedCount == 1)
+            #expect(scanner.isFinished)
+            #expect(scanner.length == text.utf8.count - "body\r\n".utf8.count)
+        }
+    }
 }

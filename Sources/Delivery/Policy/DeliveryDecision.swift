@@ -1,4 +1,5 @@
 import Foundation
+import LogEvents
 import MailQueue
 import SMTPProtocol
 
@@ -15,12 +16,12 @@ struct DeliveryDecision: Hashable, Sendable {
         case expired
 
         /// The word the delivery log uses: `status=sent`.
-        var logStatus: String {
+        var logStatus: DeliveryAttemptEvent.Status {
             switch self {
-            case .delivered: "sent"
-            case .deferred: "deferred"
-            case .failed: "bounced"
-            case .expired: "expired"
+            case .delivered: .sent
+            case .deferred: .deferred
+            case .failed: .bounced
+            case .expired: .expired
             }
         }
     }

@@ -34,7 +34,7 @@ struct DeliveryPolicy: Sendable, Hashable {
     ///   - random: in `0..<1`, for the retry jitter (one draw per job: its recipients stay together).
     func decide(_ report: AttemptReport, for job: DeliveryJob, now: Date, random: Double) -> DeliveryDecision {
         let warnsOfDelay = delayWarning > .zero && job.delayWarnedAt == nil && !job.isNotification
-            && now.timeIntervalSince(job.arrivedAt) >= Self.seconds(delayWarning)
+            && now.timeIntervalSince(job.arrivedAt) >= delayWarning.inSeconds
         var recipients: [DeliveryDecision.Recipient] = []
         for (index, recipient) in job.recipients.enumerated() {
             let (verdict, result) = Self.finding(report, at: index)
@@ -52,7 +52,7 @@ struct DeliveryPolicy: Sendable, Hashable {
                 status = EnhancedStatusCode(5, 4, 7)
             case .deferred:
                 let delay = retry.delay(afterAttempts: recipient.attempts + 1, random: random)
-                outcome = .deferred(nextAttemptAt: now.addingTimeInterval(Self.seconds(delay)))
+                outcome = .deferred(nextAttemptAt: now.addingTimeInterval(delay.inSeconds))
                 status = Self.status(result.status, inClass: 4)
             }
             let notice = job.isNotification ? nil : Self.notice(
@@ -118,10 +118,5 @@ struct DeliveryPolicy: Sendable, Hashable {
             lastAttemptSeconds: Int64(now.timeIntervalSince1970),
             willRetryUntilSeconds: action == .delayed ? Int64(expiresAt.timeIntervalSince1970) : nil
         )
-    }
-
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
 }

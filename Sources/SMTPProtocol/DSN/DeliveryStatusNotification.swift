@@ -182,24 +182,6 @@ public struct DeliveryStatusNotification: Sendable {
         return output
     }
 
-    /// The header section of a message: everything up to and including the empty line that ends it
-    /// (RFC 5322 §2.1), or the whole message when it has no empty line.
-    public static func headerSection(of message: ByteBuffer) -> ByteBuffer {
-        let view = message.readableBytesView
-        var lineStart = view.startIndex
-        var index = view.startIndex
-        while index < view.endIndex {
-            if view[index] == .lf {
-                if index == lineStart + 1, view[lineStart] == .cr {
-                    return message.getSlice(at: message.readerIndex, length: index + 1 - view.startIndex)!
-                }
-                lineStart = index + 1
-            }
-            index += 1
-        }
-        return message
-    }
-
     // MARK: - Parts
 
     struct Parts {
@@ -220,7 +202,7 @@ public struct DeliveryStatusNotification: Sendable {
         let original = includedOriginal()
         let originalIs8Bit = Self.has8BitOctets(original)
         let headersAreInternational = returnsFullMessage
-            ? Self.has8BitOctets(Self.headerSection(of: original))
+            ? Self.has8BitOctets(HeaderSectionScanner.headerSection(of: original))
             : originalIs8Bit
         let originalType = switch (returnsFullMessage, headersAreInternational) {
         case (true, false): "message/rfc822"
@@ -242,7 +224,7 @@ public struct DeliveryStatusNotification: Sendable {
 
     /// The part of the original message the notification returns (RFC 3461 §4.3).
     func includedOriginal() -> ByteBuffer {
-        returnsFullMessage ? originalMessage : Self.headerSection(of: originalMessage)
+        returnsFullMessage ? originalMessage : HeaderSectionScanner.headerSection(of: originalMessage)
     }
 
     /// The `message/delivery-status` content (RFC 3464 §2.1): the per-message fields, then for each

@@ -26,9 +26,7 @@ public struct MailParameters: Hashable, Sendable, Codable {
     /// Parses the space-separated `keyword[=value]` list after the path.
     public init(parsing text: Substring) throws(SMTPSyntaxError) {
         self.init()
-        var seen = Set<String>()
         for (key, value) in try ESMTPParameterList.split(text) {
-            guard seen.insert(key).inserted else { throw .duplicateParameter(key) }
             switch (key, value) {
             case ("SIZE", let value?):
                 guard value.count <= 18, value.allSatisfy(\.isASCIIDigit), let size = Int(value) else {
@@ -105,9 +103,7 @@ public struct RecipientParameters: Hashable, Sendable, Codable {
 
     public init(parsing text: Substring) throws(SMTPSyntaxError) {
         self.init()
-        var seen = Set<String>()
         for (key, value) in try ESMTPParameterList.split(text) {
-            guard seen.insert(key).inserted else { throw .duplicateParameter(key) }
             switch (key, value) {
             case ("NOTIFY", let value?):
                 guard let notify = Notify(keyword: value) else { throw .malformedParameter(key) }
@@ -132,8 +128,10 @@ public struct RecipientParameters: Hashable, Sendable, Codable {
 
 /// `esmtp-param = esmtp-keyword ["=" esmtp-value]` (RFC 5321 §4.1.2), separated by spaces.
 enum ESMTPParameterList {
+    /// The `keyword[=value]` pairs, keywords uppercased; a keyword given twice is refused.
     static func split(_ text: Substring) throws(SMTPSyntaxError) -> [(key: String, value: Substring?)] {
         var result: [(key: String, value: Substring?)] = []
+        var seen = Set<String>()
         for word in text.split(separator: " ") {
             let key: Substring
             let value: Substring?
@@ -151,7 +149,9 @@ enum ESMTPParameterList {
             if let value, value.isEmpty || value.utf8.contains(where: { $0 < 33 || $0 == 61 || $0 == 127 }) {
                 throw .malformedParameter(key.asciiUppercased)
             }
-            result.append((key.asciiUppercased, value))
+            let keyword = key.asciiUppercased
+            guard seen.insert(keyword).inserted else { throw .duplicateParameter(keyword) }
+            result.append((keyword, value))
         }
         return result
     }

@@ -107,7 +107,7 @@ public struct ServerSession: Sendable {
     public private(set) var isTLSActive = false
     public private(set) var tlsDescription: String?
     public private(set) var authenticatedUser: String?
-    private var allowedSenders: [String] = []
+    private var allowedSenders = AllowedSenders([])
 
     public init(configuration: ServerSessionConfiguration, clientAddress: String, relayPolicy: RelayPolicy) {
         self.configuration = configuration
@@ -248,7 +248,7 @@ public struct ServerSession: Sendable {
         precondition(state == .verifying)
         state = .commands
         authenticatedUser = user
-        self.allowedSenders = allowedSenders.map { $0.lowercased() }
+        self.allowedSenders = AllowedSenders(allowedSenders)
         return .reply(SMTPReply(235, EnhancedStatusCode(2, 7, 0), "Authentication successful"))
     }
 
@@ -343,10 +343,9 @@ public struct ServerSession: Sendable {
             // RFC 4954 §6, RFC 6409 §4.3.
             return reject(SMTPReply(530, EnhancedStatusCode(5, 7, 0), "Authentication required"))
         }
-        if authenticatedUser != nil, !allowedSenders.isEmpty {
+        if authenticatedUser != nil {
             let address = reversePath?.description.lowercased() ?? ""
-            let isAllowed = allowedSenders.contains { $0.hasPrefix("@") ? address.hasSuffix($0) : address == $0 }
-            if !isAllowed {
+            if !allowedSenders.permits(address) {
                 return reject(SMTPReply(553, EnhancedStatusCode(5, 7, 1), "<\(address)>: Sender address rejected: not owned by user \(authenticatedUser!)"))
             }
         }

@@ -98,7 +98,7 @@ struct DeliveryPolicyTests {
         let decision = Self.policy.decide(row.report, for: Self.job(row), now: now, random: 0.5)
         let entry = try #require(decision.recipients.first)
         #expect(decision.recipients.count == 1)
-        #expect(entry.outcome.logStatus == row.outcome)
+        #expect(entry.outcome.logStatus.rawValue == row.outcome)
         #expect(entry.status.description == row.status)
         #expect(entry.notice?.action == row.notice)
         #expect(entry.notice?.diagnosticCode == row.diagnostic)
@@ -152,7 +152,7 @@ struct DeliveryPolicyTests {
             .delivered(Self.reply(250, nil, "Ok")), .failed(Self.reply(550, EnhancedStatusCode(5, 1, 1), "No")), .deferred(Self.reply(452, EnhancedStatusCode(4, 2, 2), "Full")),
         ], relay: Self.relay, remoteSupportsDSN: false)
         let decision = Self.policy.decide(report, for: job, now: Self.arrival.addingTimeInterval(60), random: 0.5)
-        #expect(decision.recipients.map(\.outcome.logStatus) == ["sent", "bounced", "deferred"])
+        #expect(decision.recipients.map(\.outcome.logStatus.rawValue) == ["sent", "bounced", "deferred"])
         #expect(decision.recipients.map(\.notice?.finalRecipient) == [nil, "b@dest.test", nil])
         #expect(decision.recipients.map(\.status.description) == ["2.0.0", "5.1.1", "4.2.2"])
     }

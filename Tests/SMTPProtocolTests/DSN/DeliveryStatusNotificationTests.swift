@@ -438,11 +438,11 @@ struct DeliveryStatusNotificationTests {
 
     @Test(arguments: headerSections)
     func findsTheHeaderSection(message: String, expected: String) {
-        #expect(String(buffer: DeliveryStatusNotification.headerSection(of: ByteBuffer(string: message))) == expected)
+        #expect(String(buffer: HeaderSectionScanner.headerSection(of: ByteBuffer(string: message))) == expected)
         // The same from a buffer whose readable bytes do not start at zero.
         var buffer = ByteBuffer(string: "ignored\r\n\r\n" + message)
         buffer.moveReaderIndex(forwardBy: 11)
-        #expect(String(buffer: DeliveryStatusNotification.headerSection(of: buffer)) == expected)
+        #expect(String(buffer: HeaderSectionScanner.headerSection(of: buffer)) == expected)
     }
 
     static let boundaries: [(String, String, Bool, Bool)] = [

@@ -1,8 +1,9 @@
 import NIOConcurrencyHelpers
 
-/// Wakes a sleeping task early: the scheduler sleeps until the next recipient falls due, and a newly
-/// queued message rings to cut the sleep short. Rings that arrive while nobody waits are remembered once.
-final class Doorbell: Sendable {
+/// The one wake-up mechanism: one task waits, others ring. The batched writer waits for requests; the
+/// delivery scheduler sleeps until the next recipient falls due, and a newly queued message rings to cut
+/// the sleep short. Rings that arrive while nobody waits are remembered once.
+public final class Doorbell: Sendable {
     private struct State {
         var isRung = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -10,7 +11,9 @@ final class Doorbell: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    func ring() {
+    public init() {}
+
+    public func ring() {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
             defer { state.waiter = nil }
             if state.waiter == nil { state.isRung = true }
@@ -19,11 +22,32 @@ final class Doorbell: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when rung, when `timeout` has passed, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    /// Returns when rung or when the task is cancelled.
+    public func wait() async {
+        await withTaskCancellationHandler {
+            await waitForRing()
+        } onCancel: {
+            ring()
+        }
+    }
+
+    /// Returns when rung, and only then, even when the task is cancelled: for a loop that only an explicit
+    /// ring may end (the batched writer, which writes whatever was submitted).
+    public func waitEvenIfCancelled() async {
+        await waitForRing()
+    }
+
+    /// Returns when rung, when `timeout` has passed on the continuous clock, or when the task is cancelled.
+    public func wait(timeout: Duration) async {
+        await wait { try await Task.sleep(for: timeout) }
+    }
+
+    /// Returns when rung, when `sleep` returns (a timer on whatever clock the caller runs on), or when the
+    /// task is cancelled.
+    public func wait(sleepingWith sleep: @escaping @Sendable () async throws -> Void) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await sleep()
                 if !Task.isCancelled { self.ring() }
             }
             group.addTask { await self.waitForRing() }
