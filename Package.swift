@@ -125,6 +125,7 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol", "MailQueue", "PetrelConfig", "InboundServer", "Delivery", "DNSResolver", "Authentication", "LogEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -150,11 +151,28 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MailQueueTests", dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "MailQueueTests",
+            dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
-        .testTarget(name: "AuthenticationTests", dependencies: ["Authentication", "PetrelTestSupport"]),
+        .testTarget(
+            name: "AuthenticationTests",
+            dependencies: [
+                "Authentication", "PetrelTestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The executable's own parts: the log formats.
-        .testTarget(name: "PetrelTests", dependencies: ["petrel", "LogEvents", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "PetrelTests",
+            dependencies: [
+                "petrel", "LogEvents",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "DeliveryTests",
             dependencies: [
@@ -179,5 +197,5 @@ let package = Package(
             ]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

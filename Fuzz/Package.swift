@@ -33,5 +33,5 @@ let package = Package(
             dependencies: ["SMTPProtocol", "FuzzSupport", .product(name: "NIOCore", package: "swift-nio")]
         )
     },
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

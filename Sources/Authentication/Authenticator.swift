@@ -1,12 +1,12 @@
 import NIOConcurrencyHelpers
-import NIOPosix
 
-/// Checks SMTP AUTH credentials against the users file, off the event loops (a yescrypt hash costs
-/// milliseconds by design), and throttles addresses that keep failing.
+/// Checks SMTP AUTH credentials against the users file, off the event loops and on threads of their own
+/// (``PasswordHashPool``: a yescrypt hash costs milliseconds by design), and throttles addresses that
+/// keep failing.
 public final class Authenticator: Sendable {
     private let users: NIOLockedValueBox<UsersFile>
     private let throttle: NIOLockedValueBox<[String: FailureRecord]>
-    private let threadPool: NIOThreadPool
+    private let hashPool: PasswordHashPool
     /// Failures from one address within `window` before its AUTH attempts are refused outright.
     public let maximumFailures: Int
     public let window: Duration
@@ -22,14 +22,14 @@ public final class Authenticator: Sendable {
 
     /// `clock` measures the window (tests pass one they move by hand).
     public init(
-        users: UsersFile, maximumFailures: Int = 10, window: Duration = .seconds(600), threadPool: NIOThreadPool = .singleton,
+        users: UsersFile, maximumFailures: Int = 10, window: Duration = .seconds(600), hashPool: PasswordHashPool = .shared,
         clock: some Clock<Duration> = ContinuousClock()
     ) {
         let origin = clock.now
         self.now = { origin.duration(to: clock.now) }
         self.users = NIOLockedValueBox(users)
         self.throttle = NIOLockedValueBox([:])
-        self.threadPool = threadPool
+        self.hashPool = hashPool
         self.maximumFailures = maximumFailures
         self.window = window
         self.decoyHash = (try? PasswordHash.make("decoy-\(UInt64.random(in: 0...UInt64.max))")) ?? "$y$j9T$decoy$"
@@ -61,11 +61,12 @@ public final class Authenticator: Sendable {
         }
     }
 
-    /// The user, when the password is right; `nil` otherwise (and the failure is counted).
-    public func authenticate(name: String, password: String, from address: String) async -> User? {
+    /// The user, when the password is right; `nil` otherwise (and the failure is counted). Throws
+    /// ``PasswordHashPool/Unavailable`` when the password could not be checked in time (nothing is counted).
+    public func authenticate(name: String, password: String, from address: String) async throws -> User? {
         let user = users.withLockedValue { $0[name] }
         let hash = user?.passwordHash ?? decoyHash
-        let matches = (try? await threadPool.runIfActive { PasswordHash.verify(password, against: hash) }) ?? false
+        let matches = try await hashPool.run { PasswordHash.verify(password, against: hash) }
         if matches, let user {
             throttle.withLockedValue { $0[address] = nil }
             return user

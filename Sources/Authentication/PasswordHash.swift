@@ -14,7 +14,7 @@ public enum PasswordHash {
         guard crypt_gensalt_rn("$y$", 0, nil, 0, &setting, Int32(setting.count)) != nil else {
             throw Failure(description: "libcrypt cannot make a yescrypt salt (errno \(errno))")
         }
-        guard let hash = compute(password, setting: String(cString: setting)), hash.hasPrefix("$y$") else {
+        guard let hash = compute(password, setting: setting.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }), hash.hasPrefix("$y$") else {
             throw Failure(description: "libcrypt cannot hash with yescrypt")
         }
         return hash

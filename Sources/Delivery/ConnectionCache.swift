@@ -2,6 +2,10 @@ import Foundation
 
 /// Connections that ended a transaction well, kept for the next message to the same next hop (RFC 5321
 /// §3.3 allows many transactions per session). Bounded by idle time and by transactions per connection.
+///
+/// The cache holds handles only: each connection's conversation runs in its own task in
+/// ``ConnectionTasks``, so closing one here (``OutboundConnection/close()``, ``OutboundConnection/quit()``)
+/// only tells that task to end, and the delivery engine waits for it.
 actor ConnectionCache {
     private struct Idle {
         var connection: OutboundConnection
@@ -20,34 +24,30 @@ actor ConnectionCache {
     }
 
     /// An idle connection to `key` (`ip:port`), if one is fresh.
-    func take(_ key: String) async -> OutboundConnection? {
+    func take(_ key: String) -> OutboundConnection? {
         let now = ContinuousClock.now
-        var stale: [OutboundConnection] = []
-        defer { Self.closeInBackground(stale) }
         while var list = idle[key], let entry = list.popLast() {
             idle[key] = list.isEmpty ? nil : list
             if now - entry.since < maximumIdleTime && entry.connection.isReusable {
                 return entry.connection
             }
-            stale.append(entry.connection)
+            entry.connection.close()
         }
         return nil
     }
 
     /// Keeps a connection for reuse, or closes it when it has done enough.
-    func park(_ connection: OutboundConnection) async {
+    func park(_ connection: OutboundConnection) {
         guard connection.isReusable, connection.transactionCount < maximumTransactions,
               idle[connection.key, default: []].count < maximumIdlePerDestination else {
-            await connection.quit()
+            connection.quit()
             return
         }
-        // No reply is awaited while parked: the read timeout must not fire and leave a stale event.
-        connection.suspendReadTimeout(for: maximumIdleTime + .seconds(60))
         idle[connection.key, default: []].append(Idle(connection: connection, since: .now))
     }
 
     /// Closes connections idle for too long.
-    func sweep() async {
+    func sweep() {
         let now = ContinuousClock.now
         var expired: [OutboundConnection] = []
         for (key, list) in idle {
@@ -55,17 +55,16 @@ actor ConnectionCache {
             idle[key] = keep.isEmpty ? nil : keep
             expired += drop.map(\.connection)
         }
-        for connection in expired { await connection.quit() }
+        for connection in expired { connection.quit() }
     }
 
-    func closeAll() async {
+    func closeAll() {
         let all = idle.values.flatMap { $0.map(\.connection) }
         idle.removeAll()
-        for connection in all { await connection.quit() }
+        for connection in all { connection.quit() }
     }
 
-    private nonisolated static func closeInBackground(_ connections: [OutboundConnection]) {
-        guard !connections.isEmpty else { return }
-        Task { for connection in connections { await connection.close() } }
-    }
+    /// The read timeout of a connection between transactions: no reply is awaited while it is parked, and
+    /// the timeout must not fire and leave a stale event before the cache closes it.
+    nonisolated var idleReadTimeout: Duration { maximumIdleTime + .seconds(60) }
 }

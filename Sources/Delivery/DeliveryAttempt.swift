@@ -16,6 +16,8 @@ struct DeliveryAttempt {
 
     let router: Router
     let cache: ConnectionCache
+    /// The task group that serves the connections this attempt opens.
+    let connections: ConnectionTasks
     let heloName: String
     let timeouts: ClientTimeouts
     /// Connections attempted per delivery, over all hosts and addresses.
@@ -145,25 +147,26 @@ struct DeliveryAttempt {
                 return (cached, try await send(outbound, on: cached))
             } catch let failure as HostFailure where failure.isStaleConnection {
                 // The server closed the idle connection: try once more on a fresh one.
-                await cached.close()
+                cached.close()
             } catch let refusal as HopRefusal {
                 await cache.park(cached)
                 throw refusal
             } catch {
-                await cached.close()
+                cached.close()
                 throw error
             }
         }
         let (security, tls) = self.security(for: kind, key: "\(address):\(host.port)")
         let connection = try await OutboundConnection.open(hostName: host.name, address: address, port: host.port,
-                                                           heloName: heloName, timeouts: timeouts, security: security, tls: tls)
+                                                           heloName: heloName, timeouts: timeouts, security: security, tls: tls,
+                                                           idleTimeout: cache.idleReadTimeout, in: connections)
         do {
             return (connection, try await send(outbound, on: connection))
         } catch let refusal as HopRefusal {
             await cache.park(connection)
             throw refusal
         } catch {
-            await connection.close()
+            connection.close()
             throw error
         }
     }

@@ -17,6 +17,11 @@ import ServiceLifecycle
 ///
 /// On SIGTERM it stops claiming, lets deliveries in flight finish, and gives the leases of work it never
 /// started back to the queue.
+///
+/// Every task it makes is a child of ``run()``: the workers and the feeder in one task group, and beside
+/// them ``ConnectionTasks``, the group that serves each open outbound connection. `run()` returns only when
+/// all of them have ended, so each result a worker got (a next hop's `250` included) has been handed to
+/// the ``GroupCommitter``, which the service group stops after this service.
 public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let store: QueueStore
     private let settings: DeliverySettings
@@ -25,6 +30,9 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     private let ownerPrefix: String
     private let doorbell = Doorbell()
     private let feeder = NIOLockedValueBox(FeederState())
+    /// Recipients of jobs the shutdown handler took back from the dispatcher, whose leases the feeder's task
+    /// releases as it ends (the handler cannot wait for a write).
+    private let unreleased = NIOLockedValueBox<[Int64]>([])
 
     /// What the workers and the committer need to know of the feeder, to wake it only when it has work.
     private struct FeederState {
@@ -39,6 +47,8 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     }
     private let dispatcher: JobDispatcher
     private let cache = ConnectionCache()
+    /// Owns the task of every open outbound connection (see ``OutboundConnection``).
+    private let connections = ConnectionTasks()
     private let attempts: NIOLockedValueBox<DeliveryAttempt>
     private let resolver: any DNSResolving
     private let tlsFailures: TLSFailureMemory
@@ -75,18 +85,20 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         self.owner = "\(settings.hostname):\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
         self.dispatcher = JobDispatcher(capacity: settings.workers * 2, maximumPerDomain: settings.maximumConnectionsPerDomain)
         self.resolver = resolver
-        self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger))
+        self.attempts = NIOLockedValueBox(Self.makeAttempt(settings, resolver: resolver, cache: cache, connections: connections,
+                                                            tlsFailures: tlsFailures, logger: logger))
         self.policy = DeliveryPolicy(retry: settings.retry, delayWarning: settings.delayWarning)
         self.notification = SenderNotification(reportingMTA: settings.hostname, lifetime: settings.maximumQueueLifetime.inSeconds)
         committer.attach(self)
     }
 
     private static func makeAttempt(
-        _ settings: DeliverySettings, resolver: any DNSResolving, cache: ConnectionCache, tlsFailures: TLSFailureMemory, logger: Logger
+        _ settings: DeliverySettings, resolver: any DNSResolving, cache: ConnectionCache, connections: ConnectionTasks,
+        tlsFailures: TLSFailureMemory, logger: Logger
     ) -> DeliveryAttempt {
         let router = Router(routes: settings.routes, smarthost: settings.smarthost, mxPort: settings.mxPort, resolver: resolver)
         var attempt = DeliveryAttempt(
-            router: router, cache: cache, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
+            router: router, cache: cache, connections: connections, heloName: settings.hostname, timeouts: settings.timeouts, maximumConnections: 5,
             tlsPolicy: settings.tls, smarthostTLSPolicy: settings.smarthostTLS, smarthostCredentials: settings.smarthostCredentials,
             opportunisticTLS: settings.opportunisticTLS, verifiedTLS: settings.verifiedTLS,
             tlsFailures: tlsFailures
@@ -98,31 +110,44 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
     /// A reload: routes, smarthost, TLS policies, credentials and timeouts apply to the next job.
     /// (The worker count and per-domain limit stay as they were until a restart.)
     public func update(settings: DeliverySettings) {
-        let attempt = Self.makeAttempt(settings, resolver: resolver, cache: cache, tlsFailures: tlsFailures, logger: logger)
+        let attempt = Self.makeAttempt(settings, resolver: resolver, cache: cache, connections: connections,
+                                       tlsFailures: tlsFailures, logger: logger)
         attempts.withLockedValue { $0 = attempt }
     }
 
     public func run() async throws {
+        // Results handed to the committer are written even when the service group is cancelled.
+        try await committer.keepingOpen { try await runEngine() }
+        logger.info("delivery stopped")
+    }
+
+    private func runEngine() async throws {
         let released = try await store.releaseLeases(ownerPrefix: ownerPrefix, except: owner, now: time.date())
         if released > 0 {
             logger.notice("released \(released) recipient leases held by an earlier run; they are due now")
         }
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for _ in 0..<settings.workers {
-                    group.addTask { await self.work() }
+        await withDiscardingTaskGroup { engine in
+            engine.addTask { await self.connections.run() }
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<settings.workers {
+                        group.addTask { await self.work() }
+                    }
+                    group.addTask {
+                        await self.feed()
+                        // The feeder ends at shutdown; the leases of jobs no worker started go back.
+                        await self.stopDispatching()
+                    }
                 }
-                group.addTask { await self.feed() }
-            }
-        } onGracefulShutdown: {
-            Task {
-                await self.stopDispatching()
+            } onGracefulShutdown: {
+                // Workers waiting for a job get none, the feeder wakes up and ends.
+                self.unreleased.withLockedValue { $0 += self.dispatcher.shutDown() }
                 self.doorbell.ring()
             }
-            self.doorbell.ring()
+            // Idle connections say QUIT in their own tasks; `engine` waits for every connection's task.
+            await cache.closeAll()
+            connections.finish()
         }
-        await cache.closeAll()
-        logger.info("delivery stopped")
     }
 
     // MARK: - Fresh mail from the group commit
@@ -135,12 +160,12 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
                              messages: granted, recipientsPerJob: settings.maximumRecipientsPerTransaction)
     }
 
-    public func committed(_ jobs: [DeliveryJob], lease: DeliveryLease?, unleasedMessages: Int) {
+    public func committed(_ jobs: [DeliveryJob], lease: DeliveryLease?, unleasedMessages: Int) async {
         if let lease {
             let refused = dispatcher.add(jobs, reserved: lease.messages)
             if !refused.isEmpty {
-                // Shutting down: due again now, for the next run.
-                Task { try? await store.releaseLeases(recipientIDs: refused, now: time.date()) }
+                // Shutting down: due again now, for the next run (in the committer's task, which waits).
+                try? await store.releaseLeases(recipientIDs: refused, now: time.date())
             }
         }
         if unleasedMessages > 0 {
@@ -156,8 +181,14 @@ public final class DeliveryScheduler: Service, DeliveryHandoff, Sendable {
         dispatcher.cancelReservation(lease.messages)
     }
 
+    /// Stops handing out jobs and releases the leases of those never started (also those that the shutdown
+    /// handler took from the dispatcher, in ``unreleased``).
     private func stopDispatching() async {
-        let unstarted = dispatcher.shutDown()
+        let unstarted = unreleased.withLockedValue { unreleased in
+            defer { unreleased = [] }
+            return unreleased
+        } + dispatcher.shutDown()
+        guard !unstarted.isEmpty else { return }
         do {
             try await store.releaseLeases(recipientIDs: unstarted, now: time.date())
         } catch {

@@ -279,7 +279,15 @@ struct SessionDriver {
             logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationThrottled(user: loggableName))))
             return session.authenticationFailed(throttled: true)
         }
-        if let account = await authenticator.authenticate(name: user, password: password, from: client.description) {
+        let account: User?
+        do {
+            account = try await authenticator.authenticate(name: user, password: password, from: client.description)
+        } catch {
+            // The password checks are saturated (a burst of AUTH): the client may try again later.
+            logger.log(.warning, .session(SessionEvent(client: "\(client)", .authenticationUnavailable(user: loggableName))))
+            return session.authenticationUnavailable()
+        }
+        if let account {
             logger.log(.info, .session(SessionEvent(client: "\(client)", .authenticated(user: account.name))))
             return session.authenticated(user: account.name, allowedSenders: account.allowedSenders)
         }

@@ -19,6 +19,8 @@ public struct SessionEvent: Sendable, Equatable {
         case authenticationFailed(user: String?)
         /// AUTH refused without a check: too many failures from this address.
         case authenticationThrottled(user: String?)
+        /// AUTH refused without a check: the server's password checks are saturated (`454 4.7.0`).
+        case authenticationUnavailable(user: String?)
     }
 
     /// The client's IP address.

@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 ///
 /// `run()` is the writing loop: run it as a child task (or from a `Service`), and call `finish()` when no
 /// more requests will come; it writes what is pending, then returns. Later submissions throw ``Closed``.
+/// Only `finish()` ends it, not the task's cancellation: a request submitted is written, or refused.
 public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendable {
     public struct Closed: Error {}
 
@@ -18,9 +19,10 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
 
     private struct State {
         var pending: [Pending] = []
-        var isClosed = false
-        /// `finish()` was called: write what is pending, then close.
+        /// `finish()` was called: the loop writes what is pending and ends.
         var isFinishing = false
+        /// The loop ended: submissions are refused.
+        var isClosed = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -52,8 +54,8 @@ public final class BatchedWriter<Request: Sendable, Response: Sendable>: Sendabl
 
     /// Writes batches until ``finish()``, then what is left.
     public func run() async {
-        while !state.withLockedValue({ $0.isFinishing }), !Task.isCancelled {
-            await doorbell.wait()
+        while !state.withLockedValue({ $0.isFinishing }) {
+            await doorbell.waitEvenIfCancelled()
             await writePending()
         }
         state.withLockedValue { $0.isClosed = true }

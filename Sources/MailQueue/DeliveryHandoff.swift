@@ -27,8 +27,9 @@ public protocol DeliveryHandoff: Sendable {
     /// which lease; `nil` when it takes none.
     func reserve(messages count: Int) -> DeliveryLease?
     /// Called once the batch has committed: the jobs of the leased messages, and how many messages of the
-    /// batch were stored without a lease (due now, for the feeder).
-    func committed(_ jobs: [DeliveryJob], lease: DeliveryLease?, unleasedMessages: Int)
+    /// batch were stored without a lease (due now, for the feeder). Runs in the committer's task, which
+    /// waits for it: whatever it must still write (leases it cannot use) is written before the committer ends.
+    func committed(_ jobs: [DeliveryJob], lease: DeliveryLease?, unleasedMessages: Int) async
     /// The batch did not commit: the reservation is given back.
     func cancel(_ lease: DeliveryLease)
 }

@@ -31,6 +31,12 @@ public final class Doorbell: Sendable {
         }
     }
 
+    /// Returns when rung, and only then, even when the task is cancelled: for a loop that only an explicit
+    /// ring may end (the batched writer, which writes whatever was submitted).
+    public func waitEvenIfCancelled() async {
+        await waitForRing()
+    }
+
     /// Returns when rung, when `timeout` has passed on the continuous clock, or when the task is cancelled.
     public func wait(timeout: Duration) async {
         await wait { try await Task.sleep(for: timeout) }

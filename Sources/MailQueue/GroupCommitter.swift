@@ -10,8 +10,11 @@ import ServiceLifecycle
 /// queue behind a separate results transaction, and the disk sees one flush where it would see two.
 ///
 /// `enqueue` returns only after the batch holding its message has committed: then, and only then, may the
-/// server say `250`. With a ``DeliveryHandoff`` attached, the messages it has room for are stored leased to
-/// it and handed over after the commit.
+/// server say `250`. A commit is never interrupted by cancellation (``writeToCompletion``), and a cancelled
+/// committer stays open for the services that hold it open (``keepingOpen(_:)``, the delivery engine): when
+/// the shutdown bound runs out and the whole service group is cancelled, a result a worker already has
+/// (a next hop's `250`) is still written, so it is never sent twice. With a ``DeliveryHandoff`` attached,
+/// the messages it has room for are stored leased to it and handed over after the commit.
 public final class GroupCommitter: Service, Sendable {
     public typealias Closed = BatchedWriter<Request, QueueStore.RecordOutcome?>.Closed
 
@@ -26,6 +29,13 @@ public final class GroupCommitter: Service, Sendable {
     private static let batchSizes = Recorder(label: "petrel_group_commit_batch_size", aggregate: true)
     private let writer: BatchedWriter<Request, QueueStore.RecordOutcome?>
     private let handoff = NIOLockedValueBox<(any DeliveryHandoff)?>(nil)
+    private let openness = NIOLockedValueBox(Openness())
+
+    /// Who keeps the committer open after its task is cancelled.
+    private struct Openness {
+        var holders = 0
+        var isCancelled = false
+    }
     private let logger: Logger
 
     /// - Parameters:
@@ -79,7 +89,7 @@ public final class GroupCommitter: Service, Sendable {
         let jobs: [DeliveryJob]
         let removed: [QueueStore.RecordOutcome]
         do {
-            (jobs, removed) = try await store.pool.write { db -> ([DeliveryJob], [QueueStore.RecordOutcome]) in
+            (jobs, removed) = try await store.pool.writeToCompletion { db -> ([DeliveryJob], [QueueStore.RecordOutcome]) in
                 var jobs: [DeliveryJob] = []
                 for (index, message) in arrivals.enumerated() {
                     jobs += try store.insert(message, in: db, lease: index < (lease?.messages ?? 0) ? lease : nil)
@@ -92,7 +102,7 @@ public final class GroupCommitter: Service, Sendable {
         }
         store.removeSpoolFiles(of: removed)
         if !arrivals.isEmpty {
-            handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
+            await handoff?.committed(jobs, lease: lease, unleasedMessages: arrivals.count - (lease?.messages ?? 0))
         }
         var outcomes = removed.makeIterator()
         let answers = requests.map { request -> QueueStore.RecordOutcome? in
@@ -105,9 +115,41 @@ public final class GroupCommitter: Service, Sendable {
     public func run() async throws {
         // Whatever arrived before shutdown is still written; later arrivals are refused.
         await withGracefulShutdownHandler {
-            await writer.run()
+            await withTaskCancellationHandler {
+                await writer.run()
+            } onCancel: {
+                let isHeld = openness.withLockedValue { openness in
+                    openness.isCancelled = true
+                    return openness.holders > 0
+                }
+                if !isHeld { writer.finish() }
+            }
         } onGracefulShutdown: {
             self.writer.finish()
+        }
+    }
+
+    /// Runs `body` (a service's `run()` that submits to this committer) with the committer kept open for
+    /// it: if the committer's task is cancelled meanwhile, it goes on writing until `body` has returned.
+    public func keepingOpen<T>(_ body: () async throws -> T) async rethrows -> T {
+        openness.withLockedValue { $0.holders += 1 }
+        defer {
+            let isReleased = openness.withLockedValue { openness in
+                openness.holders -= 1
+                return openness.holders == 0 && openness.isCancelled
+            }
+            if isReleased { writer.finish() }
+        }
+        return try await body()
+    }
+}
+
+extension DatabaseWriter {
+    /// `write`, but deaf to the task's cancellation (GRDB's async `write` gives up when the task is
+    /// cancelled): a commit of accepted mail or of delivery results runs to its end once submitted.
+    func writeToCompletion<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            asyncWrite(updates) { _, result in continuation.resume(with: result) }
         }
     }
 }

@@ -130,7 +130,7 @@ public final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandle
         timer?.cancel()
         guard let context else { return }
         timerFiresAt = when
-        timer = context.eventLoop.scheduleTask(deadline: when) { [weak self] in
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
             self?.timerFired()
         }
     }

@@ -136,6 +136,9 @@ enum HumanLogFormat {
         case .authenticationThrottled(let user):
             line.append("AUTH refused: too many failures from this address")
             detail = user.map { ("user", $0) }
+        case .authenticationUnavailable(let user):
+            line.append("AUTH refused: the password checks are saturated")
+            detail = user.map { ("user", $0) }
         }
         line.append(" client=")
         line.append(quotedIfNeeded(event.client))

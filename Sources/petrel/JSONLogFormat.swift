@@ -99,7 +99,8 @@ enum JSONLogFormat {
             case .tlsHandshakeFailed(let reason): add("reason", reason)
             case .messageRefused(let reply): add("reply", reply)
             case .authenticated(let user): add("user", user)
-            case .authenticationFailed(let user), .authenticationThrottled(let user): add("user", user)
+            case .authenticationFailed(let user), .authenticationThrottled(let user), .authenticationUnavailable(let user):
+                add("user", user)
             }
         }
         return fields
@@ -125,6 +126,7 @@ enum JSONLogFormat {
             case .authenticated: "auth_ok"
             case .authenticationFailed: "auth_failed"
             case .authenticationThrottled: "auth_throttled"
+            case .authenticationUnavailable: "auth_unavailable"
             }
         }
     }

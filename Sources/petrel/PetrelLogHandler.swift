@@ -1,6 +1,7 @@
 import Foundation
 import LogEvents
 import Logging
+import NIOConcurrencyHelpers
 import PetrelConfig
 
 /// The process's one log handler: each event becomes one line on standard error, human-readable or JSON
@@ -103,13 +104,12 @@ enum LogOutput {
         }
     }()
 
-    private final class LockedFormat: @unchecked Sendable {
-        private let lock = NSLock()
-        private var format = PetrelConfiguration.Log.Format.human
+    private final class LockedFormat: Sendable {
+        private let format = NIOLockedValueBox(PetrelConfiguration.Log.Format.human)
 
         var value: PetrelConfiguration.Log.Format {
-            get { lock.withLock { format } }
-            set { lock.withLock { format = newValue } }
+            get { format.withLockedValue { $0 } }
+            set { format.withLockedValue { $0 = newValue } }
         }
     }
 }

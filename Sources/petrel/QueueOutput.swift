@@ -13,7 +13,7 @@ enum QueueOutput {
 
     /// Bytes as they are, so that 8-bit text reaches the terminal unchanged.
     static func write(_ data: Data) {
-        fflush(stdout)  // after what `print` has buffered
+        fflush(nil)  // after what `print` has buffered (every output stream: `stdout` is a global variable)
         FileHandle.standardOutput.write(data)
         if data.last != UInt8(ascii: "\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
     }

@@ -14,7 +14,7 @@ import Darwin
 ///
 /// When standard error is the journal's stream (`$JOURNAL_STREAM` names its device and inode, as systemd
 /// sets it), each line starts with `<priority>`, which journald turns into the entry's priority and strips.
-final class StandardErrorWriter: @unchecked Sendable {
+final class StandardErrorWriter: Sendable {
     static let shared = StandardErrorWriter(descriptor: STDERR_FILENO)
 
     private let descriptor: Int32

@@ -2,6 +2,7 @@ import DNSResolver
 import Foundation
 import GRDB
 import MailQueue
+import NIOConcurrencyHelpers
 import PetrelConfig
 import PetrelTestSupport
 import SMTPProtocol
@@ -18,7 +19,7 @@ struct DeliveryEndToEndTests {
     @Test func failsOverToTheNextMXByPreference() async throws {
         let port = try Self.freePort()
         let backup = try await FakeSMTPServer(host: "127.0.0.3", port: port)
-        defer { Task { await backup.stop() } }
+        defer { backup.stop() }
         // mx1 (127.0.0.2) has nothing listening: connection refused.
         let dns = try DNSTestServer(records: [
             .mx(domain: "pref.test", preference: 10, exchange: "mx1.pref.test"),
@@ -44,7 +45,7 @@ struct DeliveryEndToEndTests {
     @Test func mailBeyondTheDispatchersRoomIsClaimedFromTheQueue() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.5", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "busy.test", address: "127.0.0.5")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
             let ids = try await withThrowingTaskGroup(of: String.self) { group in
@@ -64,7 +65,7 @@ struct DeliveryEndToEndTests {
     @Test func usesTheImplicitMXWhenThereIsNoMX() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.4", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "implicit.test", address: "127.0.0.4")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             try await harness.enqueue(from: "alice@sender.test", to: ["bob@implicit.test"])
@@ -76,7 +77,7 @@ struct DeliveryEndToEndTests {
     @Test func bouncesNullMXAndNXDOMAINWithOneDSNToTheSender() async throws {
         let port = try Self.freePort()
         let senderMX = try await FakeSMTPServer(host: "127.0.0.5", port: port)
-        defer { Task { await senderMX.stop() } }
+        defer { senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .nullMX(domain: "nullmx.test"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"),
@@ -113,7 +114,7 @@ struct DeliveryEndToEndTests {
         let first = try await FakeSMTPServer(host: "127.0.0.15", port: port, script: script)
         let second = try await FakeSMTPServer(host: "127.0.0.16", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.17", port: port)
-        defer { Task { await first.stop(); await second.stop(); await senderMX.stop() } }
+        defer { first.stop(); second.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "one.test", preference: 10, exchange: "mx.one.test"), .a(host: "mx.one.test", address: "127.0.0.15"),
             .mx(domain: "two.test", preference: 10, exchange: "mx.two.test"), .a(host: "mx.two.test", address: "127.0.0.16"),
@@ -142,7 +143,7 @@ struct DeliveryEndToEndTests {
         var script = FakeSMTPServer.Script()
         script.recipientReply = { _, previous in previous == 0 ? "451 4.7.1 Greylisted, try again" : "250 2.1.5 Ok" }
         let server = try await FakeSMTPServer(host: "127.0.0.6", port: port, script: script)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "grey.test", preference: 10, exchange: "mx.grey.test"), .a(host: "mx.grey.test", address: "127.0.0.6")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@grey.test"])
@@ -167,7 +168,7 @@ struct DeliveryEndToEndTests {
         script.recipientReply = { address, _ in address.hasPrefix("nobody") ? "550 5.1.1 <\(address)>: User unknown" : "250 2.1.5 Ok" }
         let server = try await FakeSMTPServer(host: "127.0.0.7", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.8", port: port)
-        defer { Task { await server.stop(); await senderMX.stop() } }
+        defer { server.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "three.test", preference: 10, exchange: "mx.three.test"), .a(host: "mx.three.test", address: "127.0.0.7"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.8"),
@@ -188,7 +189,7 @@ struct DeliveryEndToEndTests {
         let port = try Self.freePort()
         let smarthost = try await FakeSMTPServer(host: "127.0.0.9", port: 0)
         let routed = try await FakeSMTPServer(host: "127.0.0.10", port: 0)
-        defer { Task { await smarthost.stop(); await routed.stop() } }
+        defer { smarthost.stop(); routed.stop() }
         let dns = try DNSTestServer(records: [.a(host: "smarthost.test", address: "127.0.0.9")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { configuration in
             configuration.delivery.smarthost = PetrelConfiguration.HostPort(host: "smarthost.test", port: smarthost.port)
@@ -207,7 +208,7 @@ struct DeliveryEndToEndTests {
         script.recipientReply = { _, _ in "451 4.3.0 Temporary trouble" }
         let server = try await FakeSMTPServer(host: "127.0.0.11", port: port, script: script)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.12", port: port)
-        defer { Task { await server.stop(); await senderMX.stop() } }
+        defer { server.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "down.test", preference: 10, exchange: "mx.down.test"), .a(host: "mx.down.test", address: "127.0.0.11"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.12"),
@@ -239,7 +240,7 @@ struct DeliveryEndToEndTests {
     @Test func aRefusedConnectionIsALocalErrorInTheQueueAndTheDSN() async throws {
         let port = try Self.freePort()
         let senderMX = try await FakeSMTPServer(host: "127.0.0.19", port: port)
-        defer { Task { await senderMX.stop() } }
+        defer { senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "refusing.test", preference: 10, exchange: "mx.refusing.test"), .a(host: "mx.refusing.test", address: "127.0.0.18"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.19"),
@@ -269,7 +270,7 @@ struct DeliveryEndToEndTests {
         var script = FakeSMTPServer.Script()
         script.recipientReply = { _, _ in "550 5.1.1 No such user" }
         let server = try await FakeSMTPServer(host: "127.0.0.13", port: port, script: script)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "gone.test", preference: 10, exchange: "mx.gone.test"), .a(host: "mx.gone.test", address: "127.0.0.13")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let id = try await harness.enqueue(from: nil, to: ["bob@gone.test"])
@@ -280,10 +281,33 @@ struct DeliveryEndToEndTests {
         }
     }
 
+    /// SIGTERM while the next hop is answering the final dot: delivery waits for the `250`, and its result
+    /// is written before the service group ends (the committer stops after the scheduler), so the message is
+    /// gone from the queue and a restart would not send it again.
+    @Test func aReplyThatArrivesDuringShutdownIsRecorded() async throws {
+        let port = try Self.freePort()
+        var script = FakeSMTPServer.Script()
+        script.dataReplyDelay = .milliseconds(500)
+        let server = try await FakeSMTPServer(host: "127.0.0.20", port: port, script: script)
+        defer { server.stop() }
+        let dns = try DNSTestServer(records: [.a(host: "slow.test", address: "127.0.0.20")])
+        let queueID = NIOLockedValueBox("")
+        try await DeliveryHarness.run(dns: dns, mxPort: port, afterShutdown: { harness in
+            let message = try harness.store.message(queueID: queueID.withLockedValue { $0 })
+            #expect(message == nil, "the result was written before the service group ended")
+        }) { harness in
+            let id = try await harness.enqueue(from: "alice@sender.test", to: ["bob@slow.test"])
+            queueID.withLockedValue { $0 = id }
+            await server.receivedMessages.wait(after: 0)  // the final dot; the 250 is on its way
+            await harness.serviceGroup.triggerGracefulShutdown()
+        }
+        #expect(server.messages.count == 1)
+    }
+
     @Test func passesDSNParametersOnAndReusesConnections() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.14", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.mx(domain: "dsn.test", preference: 10, exchange: "mx.dsn.test"), .a(host: "mx.dsn.test", address: "127.0.0.14")])
         try await DeliveryHarness.run(dns: dns, mxPort: port, configure: { $0.delivery.workers = 1 }) { harness in
             try await harness.enqueue(from: "alice@sender.test", to: ["bob@dsn.test"]) { envelope in

@@ -19,12 +19,16 @@ struct DeliveryHarness {
     let directory: String
     let clock: TestClock
     let recordings: EventCount
+    /// The committer and the scheduler; a test may shut it down early.
+    let serviceGroup: ServiceGroup
 
-    /// Runs `body` with the engine delivering; `configure` adjusts the configuration.
+    /// Runs `body` with the engine delivering; `configure` adjusts the configuration. `afterShutdown` runs
+    /// once the service group has ended, before the queue's directory is removed.
     static func run(
         dns: DNSTestServer,
         mxPort: Int,
         configure: (inout PetrelConfiguration) -> Void = { _ in },
+        afterShutdown: (DeliveryHarness) async throws -> Void = { _ in },
         _ body: (DeliveryHarness) async throws -> Void
     ) async throws {
         let directory = NSTemporaryDirectory() + "petrel-delivery-" + UUID().uuidString
@@ -54,9 +58,10 @@ struct DeliveryHarness {
             clock: clock, wallTime: clock.wallTime, afterRecording: recordings.signal
         )
         let group = ServiceGroup(services: [committer, scheduler], logger: logger)
+        let harness = DeliveryHarness(store: store, committer: committer, directory: directory, clock: clock, recordings: recordings,
+                                      serviceGroup: group)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let harness = DeliveryHarness(store: store, committer: committer, directory: directory, clock: clock, recordings: recordings)
             do {
                 try await body(harness)
             } catch {
@@ -66,6 +71,7 @@ struct DeliveryHarness {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
+        try await afterShutdown(harness)
     }
 
     /// Queues a message as the inbound server would, and returns its queue id.
@@ -130,16 +136,21 @@ struct DeliveryHarness {
     func waitUntil(_ what: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         let recordings = self.recordings
-        let bound = Task {
-            try await Task.sleep(until: deadline)
-            recordings.signal()
-        }
-        defer { bound.cancel() }
-        while true {
-            let seen = recordings.count
-            if try await condition() { return }
-            guard ContinuousClock.now < deadline else { throw HarnessTimeout(what: what) }
-            await recordings.wait(after: seen)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // The bound: one more signal at the deadline, so that the loop looks a last time and gives up.
+            group.addTask {
+                do {
+                    try await Task.sleep(until: deadline)
+                    recordings.signal()
+                } catch {}  // the condition held first
+            }
+            defer { group.cancelAll() }
+            while true {
+                let seen = recordings.count
+                if try await condition() { return }
+                guard ContinuousClock.now < deadline else { throw HarnessTimeout(what: what) }
+                await recordings.wait(after: seen)
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ struct OutboundContentTests {
     func anUnreadableSpoolFileIsNeverSentAsComplete(storage: DeliveryHarness.Storage) async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.40", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "spool.test", address: "127.0.0.40")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let text = "Subject: big\r\n\r\n" + String(repeating: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", count: 8192)
@@ -46,17 +46,20 @@ struct OutboundContentTests {
     /// before the final dot, and the failure is local, so no other host is tried.
     @Test(.timeLimit(.minutes(1))) func aReadErrorWhileSendingNeverEndsTheMessage() async throws {
         let server = try await FakeSMTPServer(host: "127.0.0.41", port: 0)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let text = String(repeating: "line of the spooled message\r\n", count: 10_000)
         let path = NSTemporaryDirectory() + "petrel-spool-" + UUID().uuidString
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let connection = try await OutboundConnection.open(hostName: "mx.test", address: server.host, port: server.port,
-                                                           heloName: "relay.test", timeouts: ClientTimeouts())
         let reads = NIOLockedValueBox(0)
-        connection.spoolReader.read = { descriptor, buffer in
+        var spoolReader = SpoolFileReader()
+        spoolReader.read = { descriptor, buffer in
             reads.withLockedValue { $0 += 1; return $0 } > 1 ? -Int(EIO) : Glibc.read(descriptor, buffer.baseAddress, buffer.count)
         }
+        let tasks = ConnectionTasks()
+        async let served: Void = tasks.run()
+        let connection = try await OutboundConnection.open(hostName: "mx.test", address: server.host, port: server.port,
+                                                           heloName: "relay.test", timeouts: ClientTimeouts(), spoolReader: spoolReader, in: tasks)
         let trace = ByteBuffer(string: "Received: by relay.test\r\n")
         let transaction = OutboundTransaction(reversePath: "a@sender.test", parameters: MailParameters(),
                                               recipients: [OutboundRecipient(address: "b@mx.test")], size: trace.readableBytes + text.utf8.count)
@@ -68,7 +71,9 @@ struct OutboundContentTests {
             #expect(failure.reply.code == 451)
             #expect(failure.reply.enhancedCode == EnhancedStatusCode(4, 3, 0))
         }
-        await connection.close()
+        connection.close()
+        tasks.finish()
+        await served
         // Everything the relay sent has been read once the server has seen the connection end.
         await server.endedConnections.wait(after: 0)
         #expect(server.commands.contains("DATA"))
@@ -82,7 +87,7 @@ struct OutboundContentTests {
     @Test func declaresBODY8BITMIMEForEightBitText() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.49", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "eight.test", address: "127.0.0.49")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             try await harness.enqueue(from: "alice@sender.test", to: ["bob@eight.test"], text: "Subject: x\r\n\r\nGrüße\r\n")
@@ -98,7 +103,7 @@ struct OutboundContentTests {
         var script = FakeSMTPServer.Script()
         script.extensions = Self.withoutEightBit
         let server = try await FakeSMTPServer(host: "127.0.0.42", port: port, script: script)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "seven.test", address: "127.0.0.42")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let text = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nSubject: x\r\n\r\nViele Grüße aus Köln und Zürich\r\n"
@@ -120,7 +125,7 @@ struct OutboundContentTests {
         let seven = try await FakeSMTPServer(host: "127.0.0.43", port: port, script: script)
         let eight = try await FakeSMTPServer(host: "127.0.0.44", port: port)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.45", port: port)
-        defer { Task { await seven.stop(); await eight.stop(); await senderMX.stop() } }
+        defer { seven.stop(); eight.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .mx(domain: "both.test", preference: 10, exchange: "seven.both.test"), .a(host: "seven.both.test", address: "127.0.0.43"),
             .mx(domain: "both.test", preference: 20, exchange: "eight.both.test"), .a(host: "eight.both.test", address: "127.0.0.44"),
@@ -148,7 +153,7 @@ struct OutboundContentTests {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.46", port: port)
         let senderMX = try await FakeSMTPServer(host: "127.0.0.47", port: port)
-        defer { Task { await server.stop(); await senderMX.stop() } }
+        defer { server.stop(); senderMX.stop() }
         let dns = try DNSTestServer(records: [
             .a(host: "ascii.test", address: "127.0.0.46"),
             .mx(domain: "sender.test", preference: 10, exchange: "mx.sender.test"), .a(host: "mx.sender.test", address: "127.0.0.47"),
@@ -169,7 +174,7 @@ struct OutboundContentTests {
     @Test func reencodesALongLineAndFoldsALongHeader() async throws {
         let port = try Self.freePort()
         let server = try await FakeSMTPServer(host: "127.0.0.48", port: port)
-        defer { Task { await server.stop() } }
+        defer { server.stop() }
         let dns = try DNSTestServer(records: [.a(host: "long.test", address: "127.0.0.48")])
         try await DeliveryHarness.run(dns: dns, mxPort: port) { harness in
             let line = String(repeating: "0123456789", count: 10_000)

@@ -1,41 +1,93 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
 /// A minimal SMTP client over real TCP for tests: sends raw lines and reads whole (multi-line) replies.
+/// The input is collected by a channel handler (``Input``), so the client has no stream to finish and no
+/// task of its own.
 struct SMTPTestClient {
-    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    /// Finishes the outbound writer when the last copy of the client goes (NIO traps on a writer that is
-    /// dropped unfinished, and a test may end without `close()`, e.g. after the server hung up).
-    private final class WriterOwner: Sendable {
-        let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-        init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) { self.outbound = outbound }
-        deinit { outbound.finish() }
-    }
-    private let writer: WriterOwner
-    private var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    let channel: any Channel
+    private let input: Input
     private var pending = ByteBuffer()
+
+    /// What the server sent, kept until read; one reader at a time.
+    private final class Input: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+
+        private struct State {
+            var received: [ByteBuffer] = []
+            var isClosed = false
+            var error: (any Error)?
+            var reader: CheckedContinuation<ByteBuffer?, any Error>?
+        }
+
+        private let state = NIOLockedValueBox(State())
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            let reader = state.withLockedValue { state in
+                defer { state.reader = nil }
+                if state.reader == nil { state.received.append(bytes) }
+                return state.reader
+            }
+            reader?.resume(returning: bytes)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            end(nil)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            end(error)
+            context.close(promise: nil)
+        }
+
+        private func end(_ error: (any Error)?) {
+            let reader = state.withLockedValue { state in
+                state.isClosed = true
+                state.error = state.error ?? error
+                defer { state.reader = nil }
+                return state.reader
+            }
+            if let error { reader?.resume(throwing: error) } else { reader?.resume(returning: nil) }
+        }
+
+        /// The next bytes received; `nil` once the connection is closed.
+        func next() async throws -> ByteBuffer? {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready = state.withLockedValue { state -> Result<ByteBuffer?, any Error>? in
+                    if !state.received.isEmpty { return .success(state.received.removeFirst()) }
+                    if let error = state.error { return .failure(error) }
+                    if state.isClosed { return .success(nil) }
+                    state.reader = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        }
+    }
 
     static func connect(to address: SocketAddress, from source: String? = nil) async throws -> SMTPTestClient {
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         if let source {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
         }
-        let channel = try await bootstrap.connect(to: address) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        let input = Input()
+        let channel = try await bootstrap
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(input) }
             }
-        }
-        return SMTPTestClient(channel: channel, iterator: channel.inbound.makeAsyncIterator())
+            .connect(to: address).get()
+        return SMTPTestClient(channel: channel, input: input)
     }
 
-    private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) {
+    private init(channel: any Channel, input: Input) {
         self.channel = channel
-        self.writer = WriterOwner(channel.outbound)
-        self.iterator = iterator
+        self.input = input
     }
 
     func send(_ text: String) async throws {
-        try await writer.outbound.write(ByteBuffer(string: text))
+        try await channel.writeAndFlush(ByteBuffer(string: text))
     }
 
     /// The next whole reply, its lines joined by "\n"; `nil` when the server closed the connection.
@@ -50,7 +102,7 @@ struct SMTPTestClient {
                 }
                 continue
             }
-            guard var more = try await iterator.next() else { return nil }
+            guard var more = try await input.next() else { return nil }
             pending.writeBuffer(&more)
         }
     }
@@ -71,7 +123,6 @@ struct SMTPTestClient {
     }
 
     func close() async {
-        writer.outbound.finish()
-        try? await channel.channel.close()
+        try? await channel.close()
     }
 }

@@ -770,6 +770,51 @@ def test_brute_force_is_cut_off_and_throttled(lab, tmp_path):
         relay.kill()
 
 
+def test_a_burst_of_auth_beyond_the_hash_pool_gets_454_and_mail_still_flows(lab, tmp_path):
+    """Passwords are checked on two threads of their own with at most 32 checks waiting: a burst of 120 AUTH
+    commands sent at once (right passwords, from three addresses under the per-client limit) gets `454 4.7.0`
+    (RFC 4954 §6) for those beyond the bound, not counted as failures, while a message is still accepted."""
+    relay = start_relay(lab, tmp_path / "relay", relay_config(lab, submission=False))
+    try:
+        sources = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        count = 40 * len(sources)
+        ready = threading.Barrier(count + 1, timeout=60)
+        replies: list = [None] * count
+        def run(index):
+            with SMTPConversation(relay.address, source_address=(sources[index % len(sources)], 0), timeout=60) as smtp:
+                secure(smtp)
+                ready.wait()
+                reply = smtp.command(f"AUTH PLAIN {plain_response(USER, PASSWORD)}")
+                replies[index] = f"{reply.code} {reply.enhanced}"
+        threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+        for thread in threads:
+            thread.start()
+        ready.wait()
+        # While the checks queue, the spool and the queue go on: a message is accepted promptly.
+        started = time.monotonic()
+        with SMTPConversation(relay.address) as smtp:
+            smtp.expect("EHLO burst.test", 250)
+            smtp.expect("MAIL FROM:<a@example.org>", 250)
+            smtp.expect("RCPT TO:<user@hold.test>", 250)
+            smtp.expect("DATA", 354)
+            smtp.send(simple_message("during the burst", body="x" * (300 * 1024) + "\r\n") + b".\r\n")
+            assert smtp.read_reply().code == 250
+        assert time.monotonic() - started < 5
+        for thread in threads:
+            thread.join(timeout=60)
+        assert all(reply in ("235 2.7.0", "454 4.7.0") for reply in replies), replies
+        assert replies.count("454 4.7.0") > 0, replies
+        assert replies.count("235 2.7.0") >= 2, replies
+        assert log_lines(relay, "AUTH refused: the password checks are saturated")
+        # Nothing was counted against the addresses: each still authenticates at once.
+        for source in sources:
+            with SMTPConversation(relay.address, source_address=(source, 0)) as smtp:
+                secure(smtp)
+                smtp.expect(f"AUTH PLAIN {plain_response(USER, PASSWORD)}", 235, "2.7.0")
+    finally:
+        relay.kill()
+
+
 # ---------------------------------------------------------------------------------------------------
 # petrel user
 

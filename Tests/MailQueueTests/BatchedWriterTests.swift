@@ -31,9 +31,10 @@ struct BatchedWriterTests {
 
     @Test func waitReturnsWhenTheTaskIsCancelled() async {
         let doorbell = Doorbell()
-        let waiter = Task { await doorbell.wait() }
-        try? await Task.sleep(for: .milliseconds(20))
-        waiter.cancel()
-        await waiter.value
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await doorbell.wait() }
+            try? await Task.sleep(for: .milliseconds(20))
+            group.cancelAll()
+        }
     }
 }

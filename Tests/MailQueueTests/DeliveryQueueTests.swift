@@ -13,7 +13,7 @@ struct DeliveryQueueTests {
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         for _ in 0..<20 {
             let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test", "c@y.test"])
-            try await store.pool.write { db in try store.insert(message, in: db) }
+            _ = try await store.pool.write { db in try store.insert(message, in: db) }
         }
         let now = Date().addingTimeInterval(1)
         async let first = store.claimDueWork(owner: "host:1", now: now, lease: .seconds(600), limit: 40, recipientsPerJob: 50)
@@ -37,7 +37,7 @@ struct DeliveryQueueTests {
         defer { directory.remove() }
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         let message = QueueDatabaseTests.message()
-        try await store.pool.write { db in try store.insert(message, in: db) }
+        _ = try await store.pool.write { db in try store.insert(message, in: db) }
         let now = Date().addingTimeInterval(1)
         let claimed = try await store.claimDueWork(owner: "relay.test:41:7", now: now, lease: .seconds(900), limit: 10, recipientsPerJob: 50)
         #expect(claimed.count == 1)
@@ -51,7 +51,7 @@ struct DeliveryQueueTests {
         defer { directory.remove() }
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test"])
-        try await store.pool.write { db in try store.insert(message, in: db) }
+        _ = try await store.pool.write { db in try store.insert(message, in: db) }
         let now = Date().addingTimeInterval(1)
         let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         let retryAt = now.addingTimeInterval(300)
@@ -127,7 +127,7 @@ struct DeliveryQueueTests {
         defer { directory.remove() }
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         let message = QueueDatabaseTests.message(recipients: ["a@x.test", "b@x.test"])
-        try await store.pool.write { db in try store.insert(message, in: db) }
+        _ = try await store.pool.write { db in try store.insert(message, in: db) }
         let now = Date().addingTimeInterval(1)
         let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         #expect(try await store.recordResults(job.recipients.map {
@@ -147,12 +147,12 @@ struct DeliveryQueueTests {
         defer { directory.remove() }
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         let old = QueueDatabaseTests.message(recipients: ["a@x.test"])
-        try await store.pool.write { db in try store.insert(old, in: db) }
+        _ = try await store.pool.write { db in try store.insert(old, in: db) }
         let now = Date().addingTimeInterval(1)
         let job = try #require(try await store.claimDueWork(owner: "h:1", now: now, lease: .seconds(60), limit: 10, recipientsPerJob: 50).first)
         try await store.pool.write { db in try db.execute(sql: "DELETE FROM message WHERE id = ?", arguments: [job.messageID]) }
         let new = QueueDatabaseTests.message(recipients: ["b@x.test"])
-        try await store.pool.write { db in try store.insert(new, in: db) }
+        _ = try await store.pool.write { db in try store.insert(new, in: db) }
         let reused = try await store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM message WHERE queue_id = ?", arguments: [new.queueID]) }
         #expect(reused == job.messageID)
 

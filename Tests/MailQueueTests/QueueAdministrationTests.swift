@@ -54,7 +54,7 @@ struct QueueAdministrationTests {
                 queueID: queueID, envelope: envelope, traceHeaders: ByteBuffer(string: "Received: from client\r\n"),
                 content: content, contentSize: body.utf8.count, arrivedAt: arrivedAt, expiresAt: arrivedAt.addingTimeInterval(86400)
             )
-            try store.pool.write { db in try store.insert(message, in: db) }
+            _ = try store.pool.write { db in try store.insert(message, in: db) }
             return queueID
         }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SMTPProtocol
 import Testing
@@ -68,7 +69,7 @@ struct QueueDatabaseTests {
         message.envelope.parameters.dsnEnvelopeID = "env+2Bid"
         message.envelope.recipients[0].parameters.notify = [.success, .failure]
         message.envelope.recipients[0].parameters.originalRecipient = "rfc822;x@far.test"
-        try store.pool.write { db in try store.insert(message, in: db) }
+        _ = try store.pool.write { db in try store.insert(message, in: db) }
 
         let stored = try #require(try store.message(queueID: message.queueID))
         #expect(stored.sender == "a@b.test")
@@ -136,9 +137,9 @@ struct QueueDatabaseTests {
         let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
         var message = Self.message()
         message.content = .spooled(fileName: message.queueID)
-        FileManager.default.createFile(atPath: store.spoolDirectory + "/" + message.queueID, contents: Data("text\r\n".utf8))
-        FileManager.default.createFile(atPath: store.spoolDirectory + "/ORPHAN", contents: Data("x".utf8))
-        try store.pool.write { db in try store.insert(message, in: db) }
+        _ = FileManager.default.createFile(atPath: store.spoolDirectory + "/" + message.queueID, contents: Data("text\r\n".utf8))
+        _ = FileManager.default.createFile(atPath: store.spoolDirectory + "/ORPHAN", contents: Data("x".utf8))
+        _ = try store.pool.write { db in try store.insert(message, in: db) }
         #expect(try store.removeOrphanedSpoolFiles() == 1)
         #expect(FileManager.default.fileExists(atPath: store.spoolDirectory + "/" + message.queueID))
         #expect(!FileManager.default.fileExists(atPath: store.spoolDirectory + "/ORPHAN"))
@@ -157,10 +158,35 @@ struct QueueDatabaseTests {
 }
 
 /// Collects group-commit batch sizes from the committer's callback.
-final class BatchRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _sizes: [Int] = []
-    func record(_ size: Int) { lock.lock(); _sizes.append(size); lock.unlock() }
-    var sizes: [Int] { lock.lock(); defer { lock.unlock() }; return _sizes }
+final class BatchRecorder: Sendable {
+    private let recorded = NIOLockedValueBox<[Int]>([])
+    func record(_ size: Int) { recorded.withLockedValue { $0.append(size) } }
+    var sizes: [Int] { recorded.withLockedValue { $0 } }
     var total: Int { sizes.reduce(0, +) }
+}
+
+/// The committer at the end of a shutdown that ran out of time: the whole service group is cancelled.
+struct GroupCommitterCancellationTests {
+    /// A service that holds the committer open (the delivery engine) may still hand it a write after the
+    /// cancellation (a result it got from a next hop just then): it is written, not refused or interrupted.
+    @Test func aCancelledCommitterWritesWhatItsHolderStillSubmits() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try QueueStore.open(path: directory.path + "/queue.sqlite")
+        let committer = GroupCommitter(store: store, logger: Logger(label: "test"))
+        let late = QueueDatabaseTests.message()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await committer.run() }
+            group.addTask {
+                try await committer.keepingOpen {
+                    while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+                    try await committer.enqueue(late)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+        #expect(try store.message(queueID: late.queueID) != nil)
+    }
 }

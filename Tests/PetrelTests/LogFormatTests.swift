@@ -1,6 +1,7 @@
 import Foundation
 import LogEvents
 import Logging
+import NIOConcurrencyHelpers
 import Testing
 @testable import petrel
 
@@ -180,6 +181,10 @@ struct LogFormatTests {
              event: .session(SessionEvent(client: "192.0.2.7", .authenticationThrottled(user: "alice"))),
              human: "AUTH refused: too many failures from this address client=192.0.2.7 user=alice",
              json: ["event": "auth_throttled", "client": "192.0.2.7", "user": "alice"]),
+        Case(name: "AUTH refused: the password checks are saturated",
+             event: .session(SessionEvent(client: "192.0.2.7", .authenticationUnavailable(user: nil))),
+             human: "AUTH refused: the password checks are saturated client=192.0.2.7",
+             json: ["event": "auth_unavailable", "client": "192.0.2.7"]),
     ]
 
     @Test(arguments: cases) func theHumanLine(_ example: Case) {
@@ -223,11 +228,10 @@ struct LogFormatTests {
 
 /// Events ride through swift-log to the handler, and are made only when their level is logged.
 struct LogEventCarriageTests {
-    final class Recorder: @unchecked Sendable {
-        private let lock = NSLock()
-        private var metadata: [Logger.Metadata] = []
-        func append(_ item: Logger.Metadata) { lock.withLock { metadata.append(item) } }
-        var recorded: [Logger.Metadata] { lock.withLock { metadata } }
+    final class Recorder: Sendable {
+        private let metadata = NIOLockedValueBox<[Logger.Metadata]>([])
+        func append(_ item: Logger.Metadata) { metadata.withLockedValue { $0.append(item) } }
+        var recorded: [Logger.Metadata] { metadata.withLockedValue { $0 } }
     }
 
     struct RecordingHandler: LogHandler {

@@ -7,7 +7,8 @@ import Testing
 ///
 /// - `<tls>`: the TLS handshake finished (``ServerSession/tlsEstablished(description:)``); no reply;
 /// - `<ok>`: the credentials were right (``ServerSession/authenticated(user:allowedSenders:)``);
-/// - `<fail>`: they were wrong; `<throttled>`: the client's address is throttled;
+/// - `<fail>`: they were wrong; `<throttled>`: the client's address is throttled; `<busy>`: the server's
+///   password checks are saturated;
 /// - `<overlong>`: the framer met a line longer than any it takes.
 ///
 /// Replies read `code enhanced`, `334 <challenge>`, `... starttls` for the STARTTLS go-ahead,
@@ -77,6 +78,8 @@ struct ServerSessionAuthTests {
                 return describe(session.authenticationFailed())
             case "<throttled>":
                 return describe(session.authenticationFailed(throttled: true))
+            case "<busy>":
+                return describe(session.authenticationUnavailable())
             case "<overlong>":
                 return describe(session.receiveOverlongLine())
             default:
@@ -225,6 +228,11 @@ struct ServerSessionAuthTests {
         Transcript(name: "a throttled address: 454 4.7.0, and it counts as a failure",
                    lines: secured + ["AUTH PLAIN \(plainAppSecret)", "<throttled>", "AUTH PLAIN \(plainAppSecret)", "<throttled>", "AUTH PLAIN \(plainAppSecret)", "<throttled>"],
                    replies: securedReplies + ["verify app:secret", "454 4.7.0", "verify app:secret", "454 4.7.0", "verify app:secret", "421 4.7.0 close"]),
+        Transcript(name: "saturated password checks: 454 4.7.0, not counted as failures",
+                   lines: secured + ["AUTH PLAIN \(plainAppSecret)", "<busy>", "AUTH PLAIN \(plainAppSecret)", "<busy>", "AUTH PLAIN \(plainAppSecret)", "<busy>",
+                                     "AUTH PLAIN \(plainAppSecret)", "<ok>"],
+                   replies: securedReplies + ["verify app:secret", "454 4.7.0", "verify app:secret", "454 4.7.0", "verify app:secret", "454 4.7.0",
+                                              "verify app:secret", "235 2.7.0"]),
         Transcript(name: "cancelled and malformed exchanges are not failed logins",
                    lines: secured + ["AUTH PLAIN", "*", "AUTH PLAIN !!!!", "AUTH PLAIN", "*", "AUTH PLAIN \(plainAppSecret)", "<fail>", "AUTH PLAIN \(plainAppSecret)", "<fail>", "NOOP"],
                    replies: securedReplies + ["334 ", "501 5.7.0", "501 5.5.2", "334 ", "501 5.7.0", "verify app:secret", "535 5.7.8", "verify app:secret", "535 5.7.8", "250 2.0.0"]),

@@ -38,8 +38,9 @@ public func fuzzCheck(
 
 @inline(never)
 public func fuzzFail(_ message: String, file: StaticString = #fileID, line: UInt = #line) -> Never {
-    fputs("PROPERTY FAILED (\(file):\(line)): \(message)\n", stderr)
-    fflush(stderr)
+    // One unbuffered write(2) to the descriptor: the C `stderr` stream is a global variable.
+    let text = Array("PROPERTY FAILED (\(file):\(line)): \(message)\n".utf8)
+    _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     abort()
 }
 

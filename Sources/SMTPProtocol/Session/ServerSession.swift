@@ -267,6 +267,14 @@ public struct ServerSession: Sendable {
         return .reply(SMTPReply(535, EnhancedStatusCode(5, 7, 8), "Authentication credentials invalid"))
     }
 
+    /// The credentials could not be checked now (the server's password checks are saturated): RFC 4954 §6
+    /// `454 4.7.0`, temporary authentication failure. It is not counted as a failure.
+    public mutating func authenticationUnavailable() -> Action {
+        precondition(state == .verifying)
+        state = .commands
+        return .reply(SMTPReply(454, EnhancedStatusCode(4, 7, 0), "Temporary authentication failure, try again later"))
+    }
+
     /// RFC 5321 §4.5.3.2: the client was silent for too long.
     public mutating func timedOut() -> Action {
         close(SMTPReply(421, EnhancedStatusCode(4, 4, 2), "\(configuration.hostname) Error: timeout exceeded"))
