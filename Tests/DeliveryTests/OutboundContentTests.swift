@@ -5,6 +5,7 @@ import DNSResolver
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOFileSystem
 import MailQueue
 import PetrelConfig
 import PetrelTestSupport
@@ -18,7 +19,7 @@ import Testing
 struct OutboundContentTests {
     static func freePort() throws -> Int { try DNSTestServer.freePort(ipv6: false) }
 
-    /// A spool file that cannot be read whole (shorter than stored, or not a file at all, so `read(2)`
+    /// A spool file that cannot be read whole (shorter than stored, or not a file at all, so `pread(2)`
     /// fails with `EISDIR`): the final dot is never sent, and the recipient is deferred with a `4xx`.
     @Test(arguments: [DeliveryHarness.Storage.spooledTruncated, .spooledAsDirectory])
     func anUnreadableSpoolFileIsNeverSentAsComplete(storage: DeliveryHarness.Storage) async throws {
@@ -54,8 +55,9 @@ struct OutboundContentTests {
         let connection = try await OutboundConnection.open(hostName: "mx.test", address: server.host, port: server.port,
                                                            heloName: "relay.test", timeouts: ClientTimeouts())
         let reads = NIOLockedValueBox(0)
-        connection.spoolReader.read = { descriptor, buffer in
-            reads.withLockedValue { $0 += 1; return $0 } > 1 ? -Int(EIO) : Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+        connection.spoolReader.readChunk = { file, offset, length in
+            if reads.withLockedValue({ $0 += 1; return $0 }) > 1 { throw Errno.ioError }
+            return try await file.readChunk(fromAbsoluteOffset: offset, length: .bytes(length))
         }
         let trace = ByteBuffer(string: "Received: by relay.test\r\n")
         let transaction = OutboundTransaction(reversePath: "a@sender.test", parameters: MailParameters(),
