@@ -1,92 +1,76 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
+import NIOFileSystem
 
 /// The text of one large message, written to its own file as it streams in so that a session's memory
 /// stays bounded. ``finish()`` fsyncs the file and its directory: only then may the queue row that names
-/// it be committed. The blocking calls run on NIO's thread pool, never on an event loop.
+/// it be committed. Every call goes through NIO's file system (`FileSystem.shared`), whose blocking
+/// system calls run on NIO's thread pool, never on an event loop.
 final class SpoolFile: Sendable {
-    struct IOError: Error, CustomStringConvertible {
-        var operation: String
-        var errno: Int32
-        var description: String { "\(operation): \(String(cString: strerror(errno)))" }
-    }
-
     let directory: String
     let name: String
-    private let descriptor: Int32
-    private let threadPool: NIOThreadPool
-    private let isClosed = NIOLockedValueBox(false)
+    private let handle: WriteFileHandle
+    private let fileSystem: FileSystem
+    /// Where the next piece goes: the octets written so far.
+    private let size = NIOLockedValueBox<Int64>(0)
 
     var path: String { "\(directory)/\(name)" }
 
-    private init(directory: String, name: String, descriptor: Int32, threadPool: NIOThreadPool) {
+    private init(directory: String, name: String, handle: WriteFileHandle, fileSystem: FileSystem) {
         self.directory = directory
         self.name = name
-        self.descriptor = descriptor
-        self.threadPool = threadPool
+        self.handle = handle
+        self.fileSystem = fileSystem
     }
 
-    static func create(directory: String, name: String, threadPool: NIOThreadPool = .singleton) async throws -> SpoolFile {
-        let path = "\(directory)/\(name)"
-        let descriptor = try await threadPool.runIfActive {
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw IOError(operation: "open \(path)", errno: errno) }
-            return fd
+    /// A safety net: NIO stops the process when a handle is dropped open, so a spool file given up
+    /// without ``finish()`` or ``discard()`` still has its descriptor closed here.
+    deinit {
+        if let descriptor = try? handle.detachUnsafeFileDescriptor() {
+            try? descriptor.close()
         }
-        return SpoolFile(directory: directory, name: name, descriptor: descriptor, threadPool: threadPool)
     }
 
+    /// Creates the file (`O_CREAT | O_EXCL`, mode 0600). It appears in the directory at once rather than at
+    /// close (no transactional creation), so a crash leaves an unreferenced file for start-up to remove.
+    static func create(directory: String, name: String, fileSystem: FileSystem = .shared) async throws -> SpoolFile {
+        let options = OpenOptions.Write(
+            existingFile: .none,
+            newFile: OpenOptions.NewFile(permissions: .ownerReadWrite, transactionalCreation: false),
+            closeOnExec: true
+        )
+        let handle = try await fileSystem.openFile(forWritingAt: FilePath("\(directory)/\(name)"), options: options)
+        return SpoolFile(directory: directory, name: name, handle: handle, fileSystem: fileSystem)
+    }
+
+    /// Appends `buffer`, whole (NIO writes until every octet is written, retrying `EINTR`).
     func write(_ buffer: ByteBuffer) async throws {
-        let descriptor = self.descriptor
-        try await threadPool.runIfActive {
-            try buffer.withUnsafeReadableBytes { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                    if written < 0 {
-                        if errno == EINTR { continue }
-                        throw IOError(operation: "write spool file", errno: errno)
-                    }
-                    offset += written
-                }
-            }
-        }
+        let offset = size.withLockedValue { $0 }
+        try await handle.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: offset)
+        size.withLockedValue { $0 = offset + Int64(buffer.readableBytes) }
     }
 
-    /// Makes the file durable: fsync it, close it, fsync the directory that names it.
+    /// Makes the file durable: fsync it, close it, fsync the directory that names it. The directory is
+    /// opened read-only through NIO (`withDirectoryHandle`) and its handle's `synchronize()` is `fsync(2)`
+    /// on the directory's descriptor, which makes the new entry durable.
     func finish() async throws {
-        let descriptor = self.descriptor
-        let directory = self.directory
-        try await threadPool.runIfActive {
-            defer { self.closeOnce() }
-            guard fsync(descriptor) == 0 else { throw IOError(operation: "fsync spool file", errno: errno) }
-            let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard directoryDescriptor >= 0 else { throw IOError(operation: "open spool directory", errno: errno) }
-            defer { close(directoryDescriptor) }
-            guard fsync(directoryDescriptor) == 0 else { throw IOError(operation: "fsync spool directory", errno: errno) }
+        do {
+            try await handle.synchronize()
+        } catch {
+            try? await handle.close()
+            throw error
+        }
+        try await handle.close()
+        try await fileSystem.withDirectoryHandle(
+            atPath: FilePath(directory), options: OpenOptions.Directory(closeOnExec: true)
+        ) { directory in
+            try await directory.synchronize()
         }
     }
 
     /// Closes and removes the file of a message that was not accepted.
     func discard() async {
-        let path = self.path
-        try? await threadPool.runIfActive {
-            self.closeOnce()
-            unlink(path)
-        }
-    }
-
-    private func closeOnce() {
-        let wasClosed = isClosed.withLockedValue { isClosed in
-            defer { isClosed = true }
-            return isClosed
-        }
-        if !wasClosed { close(descriptor) }
+        try? await handle.close()
+        _ = try? await fileSystem.removeItem(at: FilePath(path), recursively: false)
     }
 }

@@ -5,6 +5,7 @@ import DNSResolver
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOFileSystem
 import MailQueue
 import PetrelConfig
 import PetrelTestSupport
@@ -18,7 +19,7 @@ import Testing
 struct OutboundContentTests {
     static func freePort() throws -> Int { try DNSTestServer.freePort(ipv6: false) }
 
-    /// A spool file that cannot be read whole (shorter than stored, or not a file at all, so `read(2)`
+    /// A spool file that cannot be read whole (shorter than stored, or not a file at all, so `pread(2)`
     /// fails with `EISDIR`): the final dot is never sent, and the recipient is deferred with a `4xx`.
     @Test(arguments: [DeliveryHarness.Storage.spooledTruncated, .spooledAsDirectory])
     func anUnreadableSpoolFileIsNeverSentAsComplete(storage: DeliveryHarness.Storage) async throws {
@@ -53,8 +54,9 @@ struct OutboundContentTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let reads = NIOLockedValueBox(0)
         var spoolReader = SpoolFileReader()
-        spoolReader.read = { descriptor, buffer in
-            reads.withLockedValue { $0 += 1; return $0 } > 1 ? -Int(EIO) : Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+        spoolReader.readChunk = { file, offset, length in
+            if reads.withLockedValue({ $0 += 1; return $0 }) > 1 { throw Errno.ioError }
+            return try await file.readChunk(fromAbsoluteOffset: offset, length: .bytes(length))
         }
         let tasks = ConnectionTasks()
         async let served: Void = tasks.run()

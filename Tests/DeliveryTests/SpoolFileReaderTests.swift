@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import NIOCore
 import NIOConcurrencyHelpers
+import NIOFileSystem
 import Testing
 @testable import Delivery
 
@@ -28,18 +29,19 @@ struct SpoolFileReaderTests {
         #expect(try await Self.readAll(SpoolFileReader(), path: path, expectedSize: bytes.count) == bytes)
     }
 
-    @Test func retriesEINTR() async throws {
-        let (path, bytes) = try Self.file(2 * SpoolFileReader.chunkSize)
+    /// A read may return fewer octets than asked for (NIO's `pread(2)` retries `EINTR` itself, but a read
+    /// cut short by a signal returns what it had): the next read starts where that one ended.
+    @Test func aShortReadIsNotTheEnd() async throws {
+        let (path, bytes) = try Self.file(2 * SpoolFileReader.chunkSize + 5)
         defer { unlink(path) }
         let calls = NIOLockedValueBox(0)
         var reader = SpoolFileReader()
-        reader.read = { descriptor, buffer in
-            let call = calls.withLockedValue { $0 += 1; return $0 }
-            if call % 2 == 1 { return -Int(EINTR) }
-            return Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+        reader.readChunk = { file, offset, length in
+            calls.withLockedValue { $0 += 1 }
+            return try await file.readChunk(fromAbsoluteOffset: offset, length: .bytes(min(length, 1000)))
         }
         #expect(try await Self.readAll(reader, path: path, expectedSize: bytes.count) == bytes)
-        #expect(calls.withLockedValue { $0 } > 2)
+        #expect(calls.withLockedValue { $0 } == bytes.count / 1000 + 2)
     }
 
     /// Two pieces arrive, then `EIO`: the caller has seen only those and gets an error, never an end.
@@ -49,9 +51,10 @@ struct SpoolFileReaderTests {
         defer { unlink(path) }
         let calls = NIOLockedValueBox(0)
         var reader = SpoolFileReader()
-        reader.read = { descriptor, buffer in
+        reader.readChunk = { file, offset, length in
             let call = calls.withLockedValue { $0 += 1; return $0 }
-            return call > 2 ? -Int(errorNumber) : Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+            if call > 2 { throw Errno(rawValue: errorNumber) }
+            return try await file.readChunk(fromAbsoluteOffset: offset, length: .bytes(length))
         }
         var pieces = 0
         await #expect(throws: SpoolFileReader.Failure.self) {
@@ -66,6 +69,16 @@ struct SpoolFileReaderTests {
         defer { unlink(path) }
         await #expect(throws: SpoolFileReader.Failure.self) {
             _ = try await Self.readAll(SpoolFileReader(), path: path, expectedSize: sizes.stored)
+        }
+    }
+
+    /// No seam: NIO's own `pread(2)` on a directory fails with `EISDIR`.
+    @Test func aDirectoryIsAnError() async throws {
+        let path = NSTemporaryDirectory() + "petrel-spool-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        defer { rmdir(path) }
+        await #expect(throws: SpoolFileReader.Failure.self) {
+            _ = try await Self.readAll(SpoolFileReader(), path: path, expectedSize: 1)
         }
     }
 
