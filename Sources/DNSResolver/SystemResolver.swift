@@ -35,6 +35,16 @@ public final class SystemResolver: DNSResolving {
     private let cache: DNSCache
     private let negativeTTL: Duration
     private let threadPool: NIOThreadPool
+    private let now: @Sendable () -> ContinuousClock.Instant
+    /// Reverse lookups that failed for a moment (no server answered, SERVFAIL), and until when that answer
+    /// stands. RFC 2308 §7.1 lets a resolver keep a server failure for up to five minutes: without it, a
+    /// DNS outage, or a relay with no reachable DNS server, would send one query per client connection.
+    /// Only PTR lookups are kept so, since they only name clients: delivery's lookups always ask again.
+    private let recentReverseFailures = NIOLockedValueBox<[String: (error: DNSError, until: ContinuousClock.Instant)]>([:])
+    /// How long a failed reverse lookup stands.
+    public static let reverseFailureTTL: Duration = .seconds(30)
+    /// The most failed reverse lookups remembered; beyond it the memory starts afresh.
+    static let maximumReverseFailures = 10_000
 
     /// - Parameters:
     ///   - servers: name servers as "ip", "ip:port" or "[ipv6]:port" (see `PetrelConfiguration.HostPort(nameServer:)`), at most
@@ -77,6 +87,7 @@ public final class SystemResolver: DNSResolving {
         self.cache = DNSCache(capacity: cacheCapacity, now: now)
         self.negativeTTL = negativeTTL
         self.threadPool = threadPool
+        self.now = now
     }
 
     public func mailExchangers(for domain: String) async throws -> DNSResult<[MXRecord]> {
@@ -141,6 +152,24 @@ public final class SystemResolver: DNSResolving {
         if let cached = self.cache.answer(for: key) {
             return cached
         }
+        guard type == .ptr else { return try await query(normalized, type, key: key) }
+        let now = self.now()
+        if let failure = recentReverseFailures.withLockedValue({ $0[normalized] }), failure.until > now {
+            throw failure.error
+        }
+        do {
+            return try await query(normalized, type, key: key)
+        } catch let error as DNSError {
+            recentReverseFailures.withLockedValue { failures in
+                if failures.count >= Self.maximumReverseFailures { failures.removeAll(keepingCapacity: true) }
+                failures[normalized] = (error, now.advanced(by: Self.reverseFailureTTL))
+            }
+            throw error
+        }
+    }
+
+    /// Asks the name servers, on the thread pool, and caches the answer.
+    private func query(_ normalized: String, _ type: RecordType, key: DNSCache.Key) async throws -> Answer {
         let configuration = self.configuration
         let cache = self.cache
         let negativeTTL = self.negativeTTL

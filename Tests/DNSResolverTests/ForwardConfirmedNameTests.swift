@@ -113,6 +113,22 @@ struct ForwardConfirmedNameTests {
         // The caller stopped waiting long before (the margin is for a machine busy with other tests).
         #expect(ContinuousClock.now - started < .seconds(4))
     }
+
+    /// RFC 2308 §7.1: a reverse lookup that no server answered stands for a while, so that a DNS outage is
+    /// not one query per client connection; after that the servers are asked again.
+    @Test(.timeLimit(.minutes(1))) func aFailedReverseLookupIsNotRepeatedForAWhile() async throws {
+        let server = try await SilentNameServer()
+        defer { server.stop() }
+        let clock = TestClock()
+        let resolver = try SystemResolver(servers: [server.address], timeout: .seconds(1), attempts: 1, now: clock.nowFunction)
+        #expect(await resolver.verifiedName(of: "192.0.2.20") == nil)
+        #expect(server.queries.count == 1)
+        #expect(await resolver.verifiedName(of: "192.0.2.20") == nil)
+        #expect(server.queries.count == 1, "the failure stands: no second query")
+        clock.advance(by: SystemResolver.reverseFailureTTL + .seconds(1))
+        #expect(await resolver.verifiedName(of: "192.0.2.20") == nil)
+        #expect(server.queries.count == 2, "asked again once the failure is old")
+    }
 }
 
 /// A DNS server that never answers, and counts the queries it receives.
