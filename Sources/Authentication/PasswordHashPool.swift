@@ -25,10 +25,16 @@ public final class PasswordHashPool: Sendable {
     private let threads: NIOThreadPool
     /// Checks submitted that no thread has taken yet.
     private let waiting = NIOLockedValueBox(0)
+    /// The time on the injected clock, as the time since the pool was made.
+    private let now: @Sendable () -> Duration
 
-    public init(numberOfThreads: Int = 2, maximumWaiting: Int = 32, maximumWait: Duration = .seconds(2)) {
+    /// - Parameter clock: measures how long a check waited; tests pass one they move by hand.
+    public init(numberOfThreads: Int = 2, maximumWaiting: Int = 32, maximumWait: Duration = .seconds(2),
+                clock: some Clock<Duration> = ContinuousClock()) {
         self.maximumWaiting = maximumWaiting
         self.maximumWait = maximumWait
+        let origin = clock.now
+        self.now = { origin.duration(to: clock.now) }
         self.threads = NIOThreadPool(numberOfThreads: numberOfThreads)
         threads.start()
     }
@@ -43,14 +49,15 @@ public final class PasswordHashPool: Sendable {
             return true
         }
         guard isAdmitted else { throw Unavailable() }
-        let submitted = ContinuousClock.now
+        let now = self.now
+        let submitted = now()
         let maximumWait = self.maximumWait
         let waiting = self.waiting
         let result: T?
         do {
             result = try await threads.runIfActive {
                 waiting.withLockedValue { $0 -= 1 }
-                guard ContinuousClock.now - submitted <= maximumWait else { return nil }
+                guard now() - submitted <= maximumWait else { return nil }
                 return work()
             }
         } catch {

@@ -369,18 +369,9 @@ private struct Conversation {
     /// The greeting, EHLO (or HELO), and STARTTLS and AUTH when the security asks for them.
     mutating func greet() async throws {
         do {
-            let action = try await nextReplyAction()
-            switch try await perform(action, content: nil) {
-            case .ready:
-                setTimeout(setup.idleTimeout)
-            case .hostFailed(let reply):
-                let isRemoteReply = !session.isHostFailureLocal
-                await quit()
-                throw HostFailure(reply, isRemoteReply: isRemoteReply)
-            default:
-                isBroken = true
-                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): unexpected state after greeting"))
-            }
+            let action = try await perform(try await nextReplyAction(), content: nil)
+            guard case .ready = action else { throw await failure(after: action, unexpected: "unexpected state after greeting") }
+            setTimeout(setup.idleTimeout)
         } catch {
             isBroken = true
             throw error
@@ -390,23 +381,26 @@ private struct Conversation {
     mutating func send(_ transaction: OutboundTransaction, content: StoredContent) async throws -> [RecipientOutcome] {
         precondition(session.isReady)
         do {
-            switch try await perform(session.start(transaction), content: content, size: transaction.size) {
-            case .finished(let outcomes):
-                // Parked next, waiting for no reply: the read timer is pushed out of the way.
-                setTimeout(setup.idleTimeout)
-                return outcomes
-            case .hostFailed(let reply):
-                let isRemoteReply = !session.isHostFailureLocal
-                await quit()
-                throw HostFailure(reply, isRemoteReply: isRemoteReply)
-            default:
-                isBroken = true
-                throw HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): protocol error"))
-            }
+            let action = try await perform(session.start(transaction), content: content, size: transaction.size)
+            guard case .finished(let outcomes) = action else { throw await failure(after: action, unexpected: "protocol error") }
+            // Parked next, waiting for no reply: the read timer is pushed out of the way.
+            setTimeout(setup.idleTimeout)
+            return outcomes
         } catch {
             isBroken = true
             throw error
         }
+    }
+
+    /// What an exchange that did not end as expected fails with: a host failure says QUIT and is marked as
+    /// the host's reply or the client's own finding; any other state is a protocol error of ours.
+    private mutating func failure(after action: ClientSession.Action, unexpected: String) async -> HostFailure {
+        if case .hostFailed(let reply) = action {
+            let isRemoteReply = !session.isHostFailureLocal
+            await quit()
+            return HostFailure(reply, isRemoteReply: isRemoteReply)
+        }
+        return HostFailure(SMTPReply(451, EnhancedStatusCode(4, 4, 0), "\(relay): \(unexpected)"))
     }
 
     /// Sends QUIT and waits briefly for its reply; the channel closes when the task ends.

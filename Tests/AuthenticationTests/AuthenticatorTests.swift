@@ -115,7 +115,8 @@ struct PasswordHashPoolTests {
     /// pool, the write would wait for it (and the test would run into its time limit). The bounds on time are
     /// loose, for a machine busy with other tests.
     @Test(.timeLimit(.minutes(1))) func aSaturatedPoolRefusesAtOnceAndSpoolIOGoesOn() async throws {
-        let pool = PasswordHashPool(numberOfThreads: 1, maximumWaiting: 1, maximumWait: .milliseconds(100))
+        let clock = TestClock()
+        let pool = PasswordHashPool(numberOfThreads: 1, maximumWaiting: 1, maximumWait: .milliseconds(100), clock: clock)
         let authenticator = Authenticator(users: AuthenticatorTests.users, maximumFailures: 1, hashPool: pool)
         let blocker = Blocker()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -140,7 +141,7 @@ struct PasswordHashPoolTests {
             try await NIOThreadPool.singleton.runIfActive { try Data("text\r\n".utf8).write(to: URL(fileURLWithPath: path)) }
             try? FileManager.default.removeItem(atPath: path)
             #expect(ContinuousClock.now - started < .seconds(5))
-            try await Task.sleep(for: .milliseconds(150))
+            clock.advance(by: .milliseconds(150))  // the waiting check has now waited too long
             blocker.release()
             try await group.waitForAll()
         }
