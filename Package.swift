@@ -155,7 +155,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MailQueueTests",
-            dependencies: ["MailQueue", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: ["MailQueue", "PetrelTestSupport", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
         .testTarget(name: "PetrelConfigTests", dependencies: ["PetrelConfig"]),
         .testTarget(

@@ -22,24 +22,10 @@ public final class Doorbell: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when rung or when the task is cancelled.
-    public func wait() async {
-        await withTaskCancellationHandler {
-            await waitForRing()
-        } onCancel: {
-            ring()
-        }
-    }
-
     /// Returns when rung, and only then, even when the task is cancelled: for a loop that only an explicit
     /// ring may end (the batched writer, which writes whatever was submitted).
     public func waitEvenIfCancelled() async {
         await waitForRing()
-    }
-
-    /// Returns when rung, when `timeout` has passed on the continuous clock, or when the task is cancelled.
-    public func wait(timeout: Duration) async {
-        await wait { try await Task.sleep(for: timeout) }
     }
 
     /// Returns when rung, when `sleep` returns (a timer on whatever clock the caller runs on), or when the
