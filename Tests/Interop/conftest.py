@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import random
 import signal
 import socket
 import sqlite3
@@ -52,9 +53,27 @@ def pytest_configure(config):
 # Ports and configuration files
 
 
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel gives to outgoing connections (net.ipv4.ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (bound with port 0, then released)."""
+    """A port that was free a moment ago, chosen below the ephemeral range: a port the kernel hands out (port 0)
+    can be taken by an outgoing connection's source port before the test binds it (seen: EADDRINUSE for a sink)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    floor = ephemeral_port_floor()
+    for _ in range(200):
+        port = random.randint(min(20000, floor - 1000), floor - 1)
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
